@@ -1,0 +1,30 @@
+# Quick start:  make demo   |   make test
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch is pinned so pip takes the CPU wheel; JAX runs on the CPU.
+	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet -e ".[torch,jax,test,bench]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/probloss demo
+
+test: $(STAMP)
+	KERAS_BACKEND=jax $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist

@@ -1,0 +1,137 @@
+"""Array-namespace, device and dtype helpers: the only importer of array_api_compat.
+
+Everything else in probloss receives an ``xp`` namespace from here and writes
+``xp.*`` calls only.  Python lists and scalars become NumPy arrays; arrays keep
+their own library, device and dtype.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._errors import ProblossTypeError
+
+__all__ = [
+    "as_array",
+    "device_of",
+    "is_floating",
+    "is_integer",
+    "is_jax",
+    "is_numpy",
+    "is_torch",
+    "is_traced",
+    "namespace",
+]
+
+_HALF_NAMES = ("float16", "bfloat16")
+
+
+def _is_array(x: Any) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (bool, int, float))
+
+
+def namespace(*args: Any):
+    """Return the array namespace shared by the array arguments.
+
+    ``None``, Python scalars and (nested) lists do not vote; when no argument is an
+    array the namespace is NumPy's.  Arrays from two different libraries raise
+    :class:`ProblossTypeError`.
+    """
+    arrays = [a for a in args if a is not None and _is_array(a)]
+    if not arrays:
+        return array_api_compat.array_namespace(np.empty(0))
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as exc:
+        kinds = sorted({f"{type(a).__module__}.{type(a).__name__}" for a in arrays})
+        msg = (
+            f"the inputs come from different array libraries ({', '.join(kinds)}); "
+            "probloss needs all arrays of one call in one library. Convert them first, "
+            "e.g. torch.as_tensor(np_array) or np.asarray(tensor.cpu())."
+        )
+        raise ProblossTypeError(msg) from exc
+
+
+def device_of(x: Any):
+    """The device of ``x`` (``None`` for non-arrays)."""
+    return array_api_compat.device(x) if _is_array(x) else None
+
+
+def is_numpy(xp) -> bool:
+    return array_api_compat.is_numpy_namespace(xp)
+
+
+def is_torch(xp) -> bool:
+    return array_api_compat.is_torch_namespace(xp)
+
+
+def is_jax(xp) -> bool:
+    return array_api_compat.is_jax_namespace(xp)
+
+
+def is_floating(xp, dtype) -> bool:
+    return xp.isdtype(dtype, "real floating")
+
+
+def is_integer(xp, dtype) -> bool:
+    return xp.isdtype(dtype, "integral")
+
+
+def is_half(dtype) -> bool:
+    """True for float16 and bfloat16, which probloss reduces in float32."""
+    return any(name in str(dtype) for name in _HALF_NAMES)
+
+
+def is_traced(x: Any) -> bool:
+    """True while ``x`` is an abstract value: a JAX tracer, or torch under compile.
+
+    Value checks (label ranges, NaN) need concrete numbers, so they are skipped then.
+    """
+    if "jax" in sys.modules and array_api_compat.is_jax_array(x):
+        import jax
+
+        return isinstance(x, jax.core.Tracer)
+    if "torch" in sys.modules and array_api_compat.is_torch_array(x):
+        import torch
+
+        return bool(torch.compiler.is_compiling()) or bool(torch.jit.is_tracing())
+    return False
+
+
+def as_array(x: Any, xp, *, like: Any = None, dtype=None, name: str = "input"):
+    """Convert ``x`` to an array of namespace ``xp``.
+
+    Lists and scalars are converted on the device of ``like``.  Strings, dicts and
+    other objects raise :class:`ProblossTypeError` naming ``name``.
+    """
+    if _is_array(x):
+        return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
+    if isinstance(x, (str, bytes, dict, set)) or x is None:
+        msg = (
+            f"`{name}` must be an array, a number or a nested list of numbers; "
+            f"got {type(x).__name__} {x!r:.60}."
+        )
+        raise ProblossTypeError(msg)
+    try:
+        host = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        msg = f"`{name}` could not be read as an array of numbers ({exc}); pass a rectangular nested list or an array."
+        raise ProblossTypeError(msg) from exc
+    if host.dtype.kind not in "biuf":
+        msg = (
+            f"`{name}` must hold numbers; got values of NumPy kind {host.dtype.kind!r} "
+            f"(dtype {host.dtype}). Pass numbers, not strings or objects."
+        )
+        raise ProblossTypeError(msg)
+    if host.dtype.kind == "f":  # Python floats become float32, as Keras's floatx
+        host = host.astype(np.float32)
+    device = device_of(like)
+    if dtype is None:
+        return xp.asarray(host, device=device) if device is not None else xp.asarray(host)
+    if device is not None:
+        return xp.asarray(host, dtype=dtype, device=device)
+    return xp.asarray(host, dtype=dtype)

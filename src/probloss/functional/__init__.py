@@ -1,0 +1,29 @@
+"""Per-sample loss functions, one module per family."""
+
+from .crossentropy import (
+    binary_crossentropy,
+    categorical_crossentropy,
+    sigmoid_cross_entropy_with_logits,
+    softmax_cross_entropy_with_logits,
+    sparse_categorical_crossentropy,
+    sparse_softmax_cross_entropy_with_logits,
+    weighted_cross_entropy_with_logits,
+)
+from .divergence import kl_divergence
+from .focal import binary_focal_crossentropy, categorical_focal_crossentropy
+from .poisson import log_poisson_loss, poisson
+
+__all__ = [
+    "binary_crossentropy",
+    "binary_focal_crossentropy",
+    "categorical_crossentropy",
+    "categorical_focal_crossentropy",
+    "kl_divergence",
+    "log_poisson_loss",
+    "poisson",
+    "sigmoid_cross_entropy_with_logits",
+    "softmax_cross_entropy_with_logits",
+    "sparse_categorical_crossentropy",
+    "sparse_softmax_cross_entropy_with_logits",
+    "weighted_cross_entropy_with_logits",
+]

@@ -1,0 +1,411 @@
+"""Cross-entropy: binary, categorical and sparse categorical, plus the ``tf.nn`` forms.
+
+All functions return per-sample values (reduced over the class axis only) with Keras 3's
+numbers.  Probabilities are clipped to ``[epsilon, 1 - epsilon]`` where Keras clips;
+logits are handled in log space (log-sum-exp, log-sigmoid), so any finite logit gives a
+finite loss.
+"""
+
+from __future__ import annotations
+
+from .. import _checks as C
+from .._errors import LabelFormatError, ShapeError
+from .._ops import clip, log_softmax, logsumexp, softplus, take_along_axis
+from .._reduction import align_ranks
+from ._common import finish, prepare
+
+__all__ = [
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sigmoid_cross_entropy_with_logits",
+    "softmax_cross_entropy_with_logits",
+    "sparse_categorical_crossentropy",
+    "sparse_softmax_cross_entropy_with_logits",
+    "weighted_cross_entropy_with_logits",
+]
+
+EPSILON = 1e-7
+
+
+# ----------------------------------------------------------------------------- binary
+
+
+def _binary_elementwise(xp, t, p, from_logits: bool, epsilon: float):
+    """Elementwise binary cross-entropy ``-t log p - (1 - t) log(1 - p)``."""
+    if from_logits:
+        # -t*log(sigmoid(x)) - (1-t)*log(1-sigmoid(x)) = t*softplus(-x) + (1-t)*softplus(x)
+        return t * softplus(-p, xp) + (1.0 - t) * softplus(p, xp)
+    p = clip(p, xp, epsilon, 1.0 - epsilon)
+    return -(t * xp.log(p) + (1.0 - t) * xp.log(1.0 - p))
+
+
+def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss):
+    C.check_bool("from_logits", from_logits)
+    label_smoothing = C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0)
+    epsilon = C.check_epsilon(epsilon)
+    xp, t, p, out_dtype = prepare(y_true, y_pred)
+    t, p = align_ranks(t, p, xp)
+    C.check_same_shape(
+        t, p, loss, hint="Binary losses compare each prediction with its own 0/1 target; for class indices use `sparse_categorical_crossentropy`."
+    )
+    axis = C.check_axis(axis, p.ndim)
+    if C.eager(t, p):
+        C.check_binary_targets(xp, t)
+        if from_logits:
+            C.check_finite(xp, p, "y_pred")
+        else:
+            C.check_probabilities(xp, p)
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return xp, t, p, out_dtype, axis, epsilon
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, epsilon=EPSILON):
+    """Binary cross-entropy between 0/1 targets and predicted probabilities (or logits).
+
+    .. math::
+
+        \\ell = \\operatorname{mean}_{axis}\\big[-t\\log p - (1-t)\\log(1-p)\\big],
+        \\qquad t = y(1-a) + a/2
+
+    where ``a`` is ``label_smoothing`` and ``p = clip(y_pred, epsilon, 1 - epsilon)``, or
+    with ``from_logits=True`` ``-log p = softplus(-x)`` and ``-log(1-p) = softplus(x)``
+    (no clipping: a logit of -100 against target 1 costs 100).
+
+    Parameters
+    ----------
+    y_true : array_like, shape (..., K)
+        Targets in [0, 1] (0/1 labels, or soft targets).
+    y_pred : array_like, shape (..., K)
+        Probabilities in [0, 1], or logits with ``from_logits=True``.  A rank difference
+        of one with a trailing axis of size 1 is aligned as Keras does.
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+        Moves targets towards 0.5.
+    axis : int, default -1
+        The axis averaged over (Keras takes the *mean*, not the sum).
+    epsilon : float, default 1e-7
+        Clipping bound for probabilities (Keras's ``backend.epsilon()``).
+
+    Returns
+    -------
+    array, shape of ``y_pred`` without ``axis``
+        Per-sample losses, same array type, device and dtype as ``y_pred``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> np.round(pl.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]), 4)
+    array([0.9163, 0.7136], dtype=float32)
+    """
+    xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
+        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_crossentropy"
+    )
+    return finish(xp, xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis), out_dtype)
+
+
+# ------------------------------------------------------------------------ categorical
+
+
+def _check_categorical_shapes(xp, t, p, loss):
+    if tuple(t.shape) == tuple(p.shape):
+        return
+    looks_sparse = t.ndim == p.ndim - 1 or (t.ndim == p.ndim and t.shape[-1] == 1 and p.shape[-1] > 1)
+    if looks_sparse and tuple(t.shape[: p.ndim - 1]) == tuple(p.shape[:-1]):
+        msg = (
+            f"{loss}: `y_true` of shape {tuple(t.shape)} looks like integer class labels, but this loss "
+            f"needs one-hot (or soft) labels of the shape of `y_pred`, {tuple(p.shape)}. Use "
+            "`sparse_categorical_crossentropy` (or `SparseCategoricalCrossentropy`) for class indices, "
+            "or one-hot encode them first."
+        )
+        raise LabelFormatError(msg)
+    C.check_same_shape(t, p, loss)
+
+
+def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss):
+    C.check_bool("from_logits", from_logits)
+    label_smoothing = C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0)
+    epsilon = C.check_epsilon(epsilon)
+    xp, t, p, out_dtype = prepare(y_true, y_pred)
+    _check_categorical_shapes(xp, t, p, loss)
+    axis = C.check_axis(axis, p.ndim)
+    num_classes = p.shape[axis]
+    if num_classes == 1:
+        C.warn(
+            f"{loss}: `y_pred` has a single class along axis {axis}, so the loss is always ~0. "
+            "For a binary problem with one output unit use `binary_crossentropy`."
+        )
+    if C.eager(t, p):
+        C.check_nonnegative_values(xp, t, "y_true", "labels are probabilities and cannot be negative.")
+        if from_logits:
+            C.check_finite(xp, p, "y_pred")
+        else:
+            C.check_probabilities(xp, p)
+            C.warn_unnormalized(xp, p, axis)
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + label_smoothing / num_classes
+    return xp, t, p, out_dtype, axis, epsilon
+
+
+def _normalized_clipped(xp, p, axis, epsilon):
+    """Keras's probability path: renormalise along ``axis``, then clip."""
+    return clip(p / xp.sum(p, axis=axis, keepdims=True), xp, epsilon, 1.0 - epsilon)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, epsilon=EPSILON):
+    """Categorical cross-entropy between one-hot (or soft) labels and predictions.
+
+    .. math::
+
+        \\ell = -\\sum_{c} t_c \\log q_c, \\qquad t = y(1-a) + a/K
+
+    where ``K = y_pred.shape[axis]``, and ``log q = log_softmax(y_pred)`` with
+    ``from_logits=True``, else ``q = clip(p / sum(p), epsilon, 1 - epsilon)`` (Keras
+    renormalises rows, then clips).
+
+    Parameters
+    ----------
+    y_true : array_like, shape of ``y_pred``
+        One-hot or soft labels.  For integer class labels use
+        :func:`sparse_categorical_crossentropy`.
+    y_pred : array_like, shape (..., K, ...)
+        Probabilities, or logits with ``from_logits=True``.
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    axis : int, default -1
+        The class axis (any axis).  Label smoothing counts the classes on this axis
+        (Keras 3.16 behaviour; Keras <= 3.15 counted the last axis).
+    epsilon : float, default 1e-7
+
+    Returns
+    -------
+    array, shape of ``y_pred`` without ``axis``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> y_true = [[0, 1, 0], [0, 0, 1]]
+    >>> y_pred = [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
+    >>> np.round(pl.categorical_crossentropy(y_true, y_pred), 4)
+    array([0.0513, 2.3026], dtype=float32)
+    """
+    xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
+        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy"
+    )
+    log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(_normalized_clipped(xp, p, axis, epsilon))
+    return finish(xp, -xp.sum(t * log_q, axis=axis), out_dtype)
+
+
+# ---------------------------------------------------------------------------- sparse
+
+
+def _prepare_sparse(y_true, y_pred, axis, ignore_class, loss, *, axis_last_only=False):
+    xp, labels, p, out_dtype = prepare(y_true, y_pred, dense_labels=False)
+    axis = C.check_axis(axis, p.ndim)
+    num_classes = p.shape[axis]
+    if labels.ndim == p.ndim and labels.shape[axis] == 1 and num_classes != 1:
+        labels = xp.squeeze(labels, axis=axis)
+    expected = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
+    if tuple(labels.shape) != expected:
+        if tuple(labels.shape) == tuple(p.shape):
+            msg = (
+                f"{loss}: `y_true` has the shape of `y_pred`, {tuple(p.shape)}, so it looks one-hot "
+                f"(or multi-hot), but this loss takes integer class indices of shape {expected}. "
+                "Use `categorical_crossentropy` for one-hot labels, or convert them with "
+                "`argmax(y_true, axis=-1)`."
+            )
+            raise LabelFormatError(msg)
+        msg = (
+            f"{loss}: `y_true` of shape {tuple(labels.shape)} does not fit `y_pred` of shape "
+            f"{tuple(p.shape)}: class indices must have shape {expected} (`y_pred` without its "
+            f"class axis {axis}), or that shape with a trailing 1."
+        )
+        raise ShapeError(msg)
+    if xp.isdtype(labels.dtype, "bool"):
+        labels = xp.astype(labels, xp.int32)
+    elif not xp.isdtype(labels.dtype, "integral"):
+        if not xp.isdtype(labels.dtype, "real floating"):
+            msg = f"{loss}: `y_true` must hold integer class indices; got dtype {labels.dtype}."
+            from .._errors import ProblossTypeError
+
+            raise ProblossTypeError(msg)
+        if C.eager(labels):
+            C.check_finite(xp, labels, "y_true")
+            C.check_integer_valued(xp, labels)
+        # Keras truncates float labels toward zero; they are whole numbers once checked.
+        labels = xp.astype(labels, xp.int64 if _is_torch_array(labels) else xp.int32)
+    valid = None
+    if ignore_class is not None:
+        valid = labels != ignore_class
+        labels = xp.where(valid, labels, xp.zeros_like(labels))
+    if C.eager(labels, p):
+        C.check_sparse_labels(xp, labels, num_classes, None)
+    return xp, labels, p, out_dtype, axis, valid
+
+
+def _is_torch_array(x):
+    from .._compat import array_api_compat
+
+    return array_api_compat.is_torch_array(x)
+
+
+def _sparse_with_mask(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, *, epsilon=EPSILON):
+    """Sparse categorical cross-entropy and the valid mask (``None`` without ignore_class)."""
+    C.check_bool("from_logits", from_logits)
+    ignore_class = C.check_ignore_class(ignore_class)
+    epsilon = C.check_epsilon(epsilon)
+    xp, labels, p, out_dtype, axis, valid = _prepare_sparse(
+        y_true, y_pred, axis, ignore_class, "sparse_categorical_crossentropy"
+    )
+    if C.eager(p):
+        if from_logits:
+            C.check_finite(xp, p, "y_pred")
+        else:
+            C.check_probabilities(xp, p)
+            C.warn_unnormalized(xp, p, axis)
+    if from_logits:
+        # -log_softmax(x)[y] = logsumexp(x) - x[y]: one reduction, no N x K temporary kept.
+        loss = logsumexp(p, xp, axis=axis) - take_along_axis(p, labels, xp, axis=axis)
+    else:
+        q = take_along_axis(p, labels, xp, axis=axis) / xp.sum(p, axis=axis)
+        loss = -xp.log(clip(q, xp, epsilon, 1.0 - epsilon))
+    if valid is not None:
+        loss = xp.where(valid, loss, xp.zeros_like(loss))
+    return finish(xp, loss, out_dtype), valid
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, *, epsilon=EPSILON):
+    """Categorical cross-entropy with integer class labels.
+
+    .. math::
+
+        \\ell = -\\log q_{y}, \\qquad \\log q = \\operatorname{log\\_softmax}(x)
+        \\;\\text{or}\\; q = \\operatorname{clip}(p / \\textstyle\\sum p, \\epsilon, 1-\\epsilon)
+
+    Equal to :func:`categorical_crossentropy` with ``one_hot(y_true)``, but it needs only
+    ``N`` labels instead of ``N x K`` and never builds the one-hot matrix.
+
+    Parameters
+    ----------
+    y_true : array_like of int, shape of ``y_pred`` without ``axis`` (or with a 1 there)
+        Class indices in ``[0, K)``.  Whole-valued floats are accepted (Keras casts).
+    y_pred : array_like, shape (..., K, ...)
+        Probabilities, or logits with ``from_logits=True``.
+    from_logits : bool, default False
+    ignore_class : int or None, default None
+        Positions whose label equals it get loss 0 (and are left out of the mean by the
+        class form).
+    axis : int, default -1
+        The class axis of ``y_pred`` (e.g. 1 for channels-first segmentation).
+    epsilon : float, default 1e-7
+
+    Returns
+    -------
+    array, shape of ``y_true`` (without a trailing 1)
+
+    Raises
+    ------
+    LabelFormatError
+        One-hot labels (use :func:`categorical_crossentropy`) or fractional labels.
+    LabelValueError
+        A class index outside ``[0, K)`` (checked in eager mode).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> np.round(pl.sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]), 4)
+    array([0.0513, 2.3026], dtype=float32)
+    """
+    return _sparse_with_mask(y_true, y_pred, from_logits, ignore_class, axis, epsilon=epsilon)[0]
+
+
+# ----------------------------------------------------------------------- tf.nn forms
+
+
+def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
+    """``tf.nn.softmax_cross_entropy_with_logits``: ``sum(-labels * log_softmax(logits))``.
+
+    .. math:: \\ell = \\sum_c y_c \\big(\\operatorname{LSE}(x) - x_c\\big)
+
+    Labels may be soft; they are not renormalised.  The gradient is the true derivative
+    ``sum(y) * softmax(x) - y`` (TensorFlow's fused kernel returns ``softmax(x) - y``,
+    which differs when label rows do not sum to 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> np.round(pl.softmax_cross_entropy_with_logits(
+    ...     labels=[[1.0, 0, 0], [0, 0.8, 0.2]], logits=[[4.0, 2, 1], [0, 5, 1]]), 6)
+    array([0.169846, 0.824745], dtype=float32)
+    """
+    xp, t, x, out_dtype = prepare(labels, logits, names=("labels", "logits"))
+    _check_categorical_shapes(xp, t, x, "softmax_cross_entropy_with_logits")
+    axis = C.check_axis(axis, x.ndim, what="logits")
+    if C.eager(t, x):
+        C.check_nonnegative_values(xp, t, "labels", "labels are probabilities and cannot be negative.")
+        C.check_finite(xp, x, "logits")
+    return finish(xp, -xp.sum(t * log_softmax(x, xp, axis=axis), axis=axis), out_dtype)
+
+
+def sparse_softmax_cross_entropy_with_logits(*, labels, logits):
+    """``tf.nn.sparse_softmax_cross_entropy_with_logits``: ``LSE(logits) - logits[label]``.
+
+    The class axis is the last one.  Labels out of ``[0, K)`` raise (TensorFlow raises on
+    CPU and returns NaN on GPU).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> logits = [[2, -5, 0.5, -0.1], [0, 0, 1.9, 1.4], [-100, 100, -100, -100]]
+    >>> np.round(pl.sparse_softmax_cross_entropy_with_logits(labels=[0, 3, 1], logits=logits), 6)
+    array([0.297507, 1.14483 , 0.      ], dtype=float32)
+    """
+    xp, y, x, out_dtype, axis, _ = _prepare_sparse(labels, logits, -1, None, "sparse_softmax_cross_entropy_with_logits")
+    if C.eager(x):
+        C.check_finite(xp, x, "logits")
+    return finish(xp, logsumexp(x, xp, axis=-1) - take_along_axis(x, y, xp, axis=-1), out_dtype)
+
+
+def sigmoid_cross_entropy_with_logits(*, labels, logits):
+    """``tf.nn.sigmoid_cross_entropy_with_logits``, elementwise (no reduction).
+
+    .. math:: \\ell = \\max(x, 0) - x z + \\log(1 + e^{-|x|})
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> logits = [[0.5, 0.7, 0.3], [0.8, 0.2, 0.9]]
+    >>> np.round(pl.sigmoid_cross_entropy_with_logits(labels=np.ones((2, 3)), logits=logits), 3)
+    array([[0.474, 0.403, 0.554],
+           [0.371, 0.598, 0.341]])
+    """
+    return weighted_cross_entropy_with_logits(labels=labels, logits=logits, pos_weight=1.0)
+
+
+def weighted_cross_entropy_with_logits(*, labels, logits, pos_weight):
+    """``tf.nn.weighted_cross_entropy_with_logits``: positives weighted by ``pos_weight``.
+
+    .. math:: \\ell = q\\,z\\,\\operatorname{softplus}(-x) + (1 - z)\\,\\operatorname{softplus}(x)
+
+    with ``q = pos_weight`` (a scalar or an array broadcastable to ``logits``).  Same as
+    ``torch.nn.functional.binary_cross_entropy_with_logits(..., pos_weight=q,
+    reduction="none")``.
+    """
+    xp, z, x, out_dtype = prepare(labels, logits, names=("labels", "logits"))
+    C.check_same_shape(z, x, "weighted_cross_entropy_with_logits")
+    from .._compat import as_array
+
+    q = as_array(pos_weight, xp, like=x, name="pos_weight")
+    q = xp.astype(q, x.dtype)
+    if C.eager(z, x):
+        C.check_binary_targets(xp, z, "labels")
+        C.check_finite(xp, x, "logits")
+    # TensorFlow writes (1 - z) x + (1 + (q - 1) z) softplus(-x); the form below is the
+    # same number without the cancellation of x against softplus(-x) for negative x.
+    return finish(xp, q * z * softplus(-x, xp) + (1.0 - z) * softplus(x, xp), out_dtype)

@@ -1,0 +1,161 @@
+"""Focal cross-entropy (Lin et al., 2017), binary and categorical, with Keras 3's numbers.
+
+Focal losses scale each term by ``(1 - p_t)^gamma`` so that well-classified examples
+count less.  With ``from_logits=True`` Keras applies sigmoid / softmax and then takes
+the probability path (clipping at ``epsilon``); we do the same so the numbers match, which
+means a saturated logit costs at most ``-log(epsilon)`` here, unlike in
+:func:`~probloss.binary_crossentropy`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from .. import _checks as C
+from .._compat import as_array
+from .._errors import ArgumentError
+from .._ops import sigmoid, softmax
+from .crossentropy import EPSILON, _binary_elementwise, _normalized_clipped, _prepare_binary, _prepare_categorical
+from ._common import finish
+
+__all__ = ["binary_focal_crossentropy", "categorical_focal_crossentropy"]
+
+
+def binary_focal_crossentropy(
+    y_true,
+    y_pred,
+    apply_class_balancing=False,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    label_smoothing=0.0,
+    axis=-1,
+    *,
+    epsilon=EPSILON,
+):
+    """Binary focal cross-entropy.
+
+    .. math::
+
+        \\ell = \\operatorname{mean}_{axis}\\big[w\\,(1 - p_t)^{\\gamma}\\,
+        \\operatorname{bce}(t, p)\\big], \\qquad p_t = t p + (1 - t)(1 - p)
+
+    where ``t`` is the (smoothed) target, ``p`` the probability (``sigmoid(y_pred)`` with
+    ``from_logits``), ``bce`` the clipped binary cross-entropy, and ``w = t alpha +
+    (1 - t)(1 - alpha)`` only when ``apply_class_balancing`` (Keras ignores ``alpha``
+    otherwise).  ``gamma=0`` without balancing is :func:`binary_crossentropy`.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (..., K)
+        As in :func:`~probloss.binary_crossentropy`.
+    apply_class_balancing : bool, default False
+    alpha : float in [0, 1], default 0.25
+    gamma : float >= 0, default 2
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    axis : int, default -1
+    epsilon : float, default 1e-7
+
+    Returns
+    -------
+    array, shape of ``y_pred`` without ``axis``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> np.round(pl.binary_focal_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]), 4)
+    array([0.3299, 0.2058], dtype=float32)
+    """
+    C.check_bool("apply_class_balancing", apply_class_balancing)
+    alpha = C.check_float_in("alpha", alpha, 0.0, 1.0)
+    gamma = C.check_nonnegative("gamma", gamma)
+    xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
+        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_focal_crossentropy"
+    )
+    if from_logits:
+        p = sigmoid(p, xp)
+    bce = _binary_elementwise(xp, t, p, False, epsilon)
+    p_t = t * p + (1.0 - t) * (1.0 - p)
+    focal = (1.0 - p_t) ** gamma * bce
+    if apply_class_balancing:
+        focal = (t * alpha + (1.0 - t) * (1.0 - alpha)) * focal
+    return finish(xp, xp.mean(focal, axis=axis), out_dtype)
+
+
+def _alpha_array(alpha, xp, like, axis: int):
+    """A scalar alpha, or one alpha per class laid along ``axis`` (Keras: last axis only)."""
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+        return C.check_float_in("alpha", alpha, 0.0, 1.0)
+    a = as_array(alpha, xp, like=like, name="alpha")
+    num_classes = like.shape[axis]
+    if a.ndim != 1 or a.shape[0] != num_classes:
+        msg = f"`alpha` must be a number or a list of one weight per class ({num_classes}); got shape {tuple(a.shape)}."
+        raise ArgumentError(msg)
+    a = xp.astype(a, like.dtype)
+    return xp.reshape(a, (num_classes,) + (1,) * (like.ndim - 1 - axis))
+
+
+def _alpha_config(alpha):
+    return alpha if isinstance(alpha, numbers.Real) else [float(a) for a in alpha]
+
+
+def categorical_focal_crossentropy(
+    y_true,
+    y_pred,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    label_smoothing=0.0,
+    axis=-1,
+    *,
+    epsilon=EPSILON,
+):
+    """Categorical focal cross-entropy.
+
+    .. math::
+
+        \\ell = \\sum_c \\alpha_c (1 - q_c)^{\\gamma} \\big(-t_c \\log q_c\\big),
+        \\qquad q = \\operatorname{clip}(p / \\textstyle\\sum p, \\epsilon, 1 - \\epsilon)
+
+    with ``p = softmax(y_pred)`` when ``from_logits``.  ``alpha`` is a number or one
+    weight per class; it always applies.  ``alpha=1, gamma=0`` is
+    :func:`categorical_crossentropy` on probabilities.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, same shape
+    alpha : float or sequence of float, default 0.25
+        A per-class list is laid along ``axis`` (Keras only supports the last axis).
+    gamma : float >= 0, default 2
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    axis : int, default -1
+    epsilon : float, default 1e-7
+
+    Returns
+    -------
+    array, shape of ``y_pred`` without ``axis``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> y_true = [[0, 1, 0], [0, 0, 1]]
+    >>> y_pred = [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
+    >>> np.round(pl.categorical_focal_crossentropy(y_true, y_pred), 4)
+    array([0.    , 0.4663], dtype=float32)
+    """
+    gamma = C.check_nonnegative("gamma", gamma)
+    xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
+        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_focal_crossentropy"
+    )
+    a = _alpha_array(alpha, xp, p, axis)
+    if from_logits:
+        p = softmax(p, xp, axis=axis)
+    q = _normalized_clipped(xp, p, axis, epsilon)
+    focal = a * (1.0 - q) ** gamma * (-t * xp.log(q))
+    return finish(xp, xp.sum(focal, axis=axis), out_dtype)
+
+
