@@ -80,3 +80,19 @@ def eager_backend(request) -> Backend:
 @pytest.fixture(params=["torch", "jax"])
 def autodiff_backend(request) -> Backend:
     return _make(request.param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the Keras parity summary: cases run and largest relative error, per loss."""
+    import sys
+
+    mod = sys.modules.get("tests.parity.test_keras_live") or sys.modules.get("parity.test_keras_live")
+    errors = getattr(mod, "PARITY_ERRORS", None)
+    if not errors:
+        return
+    terminalreporter.section("parity with Keras 3 (live)")
+    total = 0
+    for loss, errs in sorted(errors.items()):
+        total += len(errs)
+        terminalreporter.write_line(f"{loss:32s} cases={len(errs):4d}  max relative error={max(errs):.2e}")
+    terminalreporter.write_line(f"{'total':32s} cases={total:4d}")

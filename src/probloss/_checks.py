@@ -180,7 +180,15 @@ def _value_at(x, pos):
 
 
 def _any(xp, cond) -> bool:
-    return bool(xp.any(cond))
+    """``any(cond)`` as a Python bool; False when it is abstract (inside a JAX trace).
+
+    Even concrete arrays become tracers inside ``jax.jit`` (every op is staged), so the
+    check looks at the reduced result rather than only at the inputs.
+    """
+    result = xp.any(cond)
+    if is_traced(result):
+        return False
+    return bool(result)
 
 
 def check_finite(xp, x, name: str):

@@ -86,9 +86,8 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         xp = namespace(y_true, y_pred, sample_weight)
-        y_pred = as_array(y_pred, xp, name="y_pred")
         if self._dtype is not None:
-            y_pred = xp.astype(y_pred, getattr(xp, self._dtype))
+            y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), getattr(xp, self._dtype))
         values, mask = self.call(y_true, y_pred)
         out_dtype = values.dtype
         if is_half(out_dtype):  # reduce half-precision losses in float32

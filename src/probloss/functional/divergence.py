@@ -48,7 +48,7 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
         for name, x in (("y_true", t), ("y_pred", p)):
             C.check_finite(xp, x, name)
             bad = (x < 0) | (x > 1)
-            if bool(xp.any(bad)):
+            if C._any(xp, bad):
                 pos = C._first_bad(xp, bad)
                 msg = (
                     f"kl_divergence: `{name}` holds {C._value_at(x, pos):g} at index {pos}; both inputs "
