@@ -5,6 +5,7 @@ Keras 3's probabilistic losses (functions and classes, same names and numbers), 
 CuPy arrays.  ``import probloss`` imports no array framework besides NumPy.
 """
 
+from . import info as info
 from ._checks import set_value_checks as set_value_checks
 from ._checks import value_checks_enabled as value_checks_enabled
 from ._errors import ArgumentError as ArgumentError
@@ -64,6 +65,7 @@ __all__ = [
     "categorical_focal_crossentropy",
     "deserialize",
     "get",
+    "info",
     "kl_divergence",
     "log_poisson_loss",
     "poisson",
