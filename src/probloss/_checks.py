@@ -14,6 +14,8 @@ import numbers
 import threading
 import warnings
 
+import numpy as np
+
 from ._compat import is_floating, is_traced
 from ._errors import (
     ArgumentError,
@@ -157,26 +159,24 @@ def check_same_shape(y_true, y_pred, loss: str, *, hint: str = ""):
 
 def _first_bad(xp, bad):
     """Index (tuple) of the first True element of the boolean array ``bad``."""
-    import numpy as np
-
-    host = np.asarray(_to_host(xp, bad))
-    pos = np.argwhere(host)
+    pos = np.argwhere(_to_host(bad))
     return tuple(int(i) for i in pos[0]) if len(pos) else None
 
 
-def _to_host(xp, x):
+def _to_host(x) -> np.ndarray:
+    """A NumPy copy of ``x`` (torch: detached and moved to the CPU; CuPy: ``.get()``)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+    elif type(x).__module__.startswith("cupy"):
+        x = x.get()
     try:
-        import numpy as np
-
         return np.asarray(x)
-    except (TypeError, RuntimeError):
-        return x.cpu().numpy() if hasattr(x, "cpu") else x
+    except (TypeError, RuntimeError, ValueError):
+        return np.from_dlpack(x)
 
 
 def _value_at(x, pos):
-    import numpy as np
-
-    return np.asarray(_to_host(None, x))[pos].item()
+    return _to_host(x)[pos].item()
 
 
 def _any(xp, cond) -> bool:
