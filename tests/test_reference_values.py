@@ -125,7 +125,11 @@ CASES = [
 
 @pytest.mark.parametrize(("rid", "call", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_keras_reference_value(rid, call, expected):
-    out = np.asarray(call())
+    if rid == "R21":  # C2's rows do not sum to 1: Keras renormalises silently, we warn
+        with pytest.warns(pl.ProblossWarning, match="renormalised"):
+            out = np.asarray(call())
+    else:
+        out = np.asarray(call())
     np.testing.assert_allclose(out, np.asarray(expected, dtype=np.float64), rtol=2e-5, atol=1e-6)
     assert out.dtype == np.float32
 

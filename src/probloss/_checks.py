@@ -140,8 +140,12 @@ def check_prediction_dtype(xp, y_pred, name: str = "y_pred"):
 
 
 def check_not_empty(x, name: str):
-    if math.prod(x.shape) == 0 and x.ndim > 0 and x.shape[0] != 0:
-        msg = f"`{name}` has shape {tuple(x.shape)} with an empty axis other than the batch axis; there is nothing to compute."
+    """Refuse empty inputs: a mean over nothing is NaN, a sum over nothing hides a bug."""
+    if math.prod(x.shape) == 0:
+        msg = (
+            f"`{name}` is empty (shape {tuple(x.shape)}); there is no sample to compute a loss on. "
+            "Check the batch (e.g. a filter that removed every row) before calling the loss."
+        )
         raise ShapeError(msg)
 
 
@@ -191,40 +195,101 @@ def _any(xp, cond) -> bool:
     return bool(result)
 
 
+def _holds(scalar) -> bool:
+    """A 0-d boolean array as a Python bool; True (nothing to report) when abstract."""
+    if is_traced(scalar):
+        return True
+    return bool(scalar)
+
+
+def _error_for(name: str):
+    return LabelValueError if name in ("y_true", "labels", "targets", "sample_weight") else PredictionValueError
+
+
+def _raise_nonfinite(xp, x, name: str):
+    bad = ~xp.isfinite(x)
+    if _any(xp, bad):
+        pos = _first_bad(xp, bad)
+        msg = (
+            f"`{name}` contains {_value_at(x, pos)} at index {pos}; losses need finite inputs. "
+            "Find where the NaN/inf first appears upstream (a division by zero, log(0), an overflow)."
+        )
+        raise _error_for(name)(msg)
+
+
 def check_finite(xp, x, name: str):
-    if not _any(xp, ~xp.isfinite(x)):
+    """Every element of ``x`` is finite (one full pass: use it on small arrays)."""
+    _raise_nonfinite(xp, x, name)
+
+
+def check_result_finite(xp, values, **inputs):
+    """The loss came out finite; if not, find the input element that made it so.
+
+    Cheap for the common case: it inspects the per-sample losses (N values), not the
+    N x K inputs.  A NaN or inf anywhere in a row's inputs reaches that row's loss
+    (log-sum-exp, sums and products all propagate it), so only a failing call pays
+    for scanning the inputs to name the culprit.
+    """
+    if _holds(xp.all(xp.isfinite(values))):
         return
-    pos = _first_bad(xp, ~xp.isfinite(x))
-    msg = f"`{name}` contains {_value_at(x, pos)} at index {pos}; losses need finite inputs. Find where the NaN/inf first appears (e.g. a division by zero or an overflow upstream)."
-    raise (LabelValueError if "true" in name or "label" in name else PredictionValueError)(msg)
+    for name, x in inputs.items():
+        _raise_nonfinite(xp, x, name)
+    msg = "the loss is not finite although every input is; please report this with the inputs."
+    raise PredictionValueError(msg)
+
+
+def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
+    """``lo <= x <= hi`` everywhere, checked with min/max reductions (no temporaries).
+
+    NaN makes the comparisons false, so it is caught too; only on failure is the first
+    offending element located for the message.
+    """
+    ok = None
+    if lo is not None:
+        ok = xp.min(x) >= lo
+    if hi is not None:
+        upper = xp.max(x) <= hi
+        ok = upper if ok is None else ok & upper
+    if ok is None or _holds(ok):
+        return
+    _raise_nonfinite(xp, x, name)
+    bad = (x < lo) if hi is None else ((x > hi) if lo is None else (x < lo) | (x > hi))
+    pos = _first_bad(xp, bad)
+    bounds = f"[{lo:g}, {hi:g}]" if lo is not None and hi is not None else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+    msg = f"`{name}` holds {_value_at(x, pos):g} at index {pos}, but it must be {bounds}: {why}"
+    raise _error_for(name)(msg)
+
+
+LOGITS_HINT = (
+    "`from_logits=False` expects probabilities, and values outside [0, 1] are almost surely "
+    "logits: pass `from_logits=True` (or apply softmax/sigmoid first)."
+)
 
 
 def check_probabilities(xp, y_pred, name: str = "y_pred"):
     """Values must lie in [0, 1]; outside that they are almost surely logits."""
-    check_finite(xp, y_pred, name)
-    bad = (y_pred < 0) | (y_pred > 1)
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
-        msg = (
-            f"`{name}` holds {_value_at(y_pred, pos):g} at index {pos}, outside [0, 1], but "
-            "`from_logits=False` expects probabilities. These look like logits: pass "
-            "`from_logits=True` (or apply softmax/sigmoid first)."
-        )
-        raise PredictionValueError(msg)
+    check_range(xp, y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
 
 
-def warn_unnormalized(xp, y_pred, axis: int, name: str = "y_pred"):
-    sums = xp.sum(xp.astype(y_pred, xp.float32) if y_pred.dtype != xp.float64 else y_pred, axis=axis)
-    bad = xp.abs(sums - 1.0) > 1e-3
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
-        warnings.warn(
-            f"`{name}` rows along axis {axis} should sum to 1 but the one at index {pos} sums to "
-            f"{_value_at(sums, pos):.6g}; it is renormalised (as Keras does). If these are not "
-            "probabilities, pass `from_logits=True`.",
-            ProblossWarning,
-            stacklevel=4,
-        )
+def warn_unnormalized(xp, sums, axis: int, name: str = "y_pred", tol: float = 1e-3):
+    """Warn when row sums (already computed by the loss) are not 1; Keras renormalises.
+
+    ``sums`` keeps the class axis (size 1), as the loss computed it.
+    """
+    if sums.shape[axis] != 1 or sums.ndim == 0:
+        return
+    sums = xp.squeeze(sums, axis=axis)
+    if _holds(xp.all(xp.abs(sums - 1.0) <= tol)):
+        return
+    bad = xp.abs(sums - 1.0) > tol
+    pos = _first_bad(xp, bad)
+    warnings.warn(
+        f"`{name}` rows along axis {axis} should sum to 1 but the one at index {pos} sums to "
+        f"{_value_at(sums, pos):.6g}; it is renormalised (as Keras does). If these are not "
+        "probabilities, pass `from_logits=True`.",
+        ProblossWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 def check_sparse_labels(xp, labels, num_classes: int, ignore_class, name: str = "y_true"):
@@ -256,28 +321,31 @@ def check_integer_valued(xp, labels, name: str = "y_true"):
 
 
 def check_binary_targets(xp, y_true, name: str = "y_true"):
-    check_finite(xp, y_true, name)
-    bad = (y_true < 0) | (y_true > 1)
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
-        msg = (
-            f"`{name}` holds {_value_at(y_true, pos):g} at index {pos}; binary targets must lie in "
-            "[0, 1]. For class indices use `sparse_categorical_crossentropy`; for counts, `poisson`."
-        )
-        raise LabelValueError(msg)
+    check_range(
+        xp, y_true, name, 0.0, 1.0,
+        why="binary targets are 0/1 labels or probabilities. For class indices use "
+        "`sparse_categorical_crossentropy`; for counts, `poisson`.",
+    )
 
 
 def check_nonnegative_values(xp, x, name: str, hint: str):
-    check_finite(xp, x, name)
-    bad = x < 0
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
-        msg = f"`{name}` holds {_value_at(x, pos):g} at index {pos}; {hint}"
-        raise (LabelValueError if "true" in name or "label" in name else PredictionValueError)(msg)
+    check_range(xp, x, name, 0.0, None, why=hint)
 
 
 def warn(message: str):
-    warnings.warn(message, ProblossWarning, stacklevel=4)
+    warnings.warn(message, ProblossWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the first caller outside probloss, so warnings point at user code."""
+    import os
+    import sys
+
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 __all__ += [

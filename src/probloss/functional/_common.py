@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._checks import check_not_empty, check_prediction_dtype
+from .._checks import check_not_empty, check_prediction_dtype, check_result_finite, eager
 from .._compat import _is_array, as_array, is_half, namespace
 
 __all__ = ["finish", "prepare"]
@@ -39,6 +39,13 @@ def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pr
     return xp, y_true, y_pred, out_dtype
 
 
-def finish(xp, values, out_dtype):
-    """Cast a result computed in float32 back to a half-precision input dtype."""
+def finish(xp, values, out_dtype, **inputs):
+    """Check the per-sample losses are finite, then cast back to the input dtype.
+
+    ``inputs`` (name=array) are scanned only when a loss is NaN or inf, to name the
+    element responsible; half-precision inputs were computed in float32 and the result
+    is cast back to ``out_dtype``.
+    """
+    if inputs and eager(values):
+        check_result_finite(xp, values, **inputs)
     return values if values.dtype == out_dtype else xp.astype(values, out_dtype)

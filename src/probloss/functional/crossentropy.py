@@ -51,9 +51,7 @@ def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon,
     axis = C.check_axis(axis, p.ndim)
     if C.eager(t, p):
         C.check_binary_targets(xp, t)
-        if from_logits:
-            C.check_finite(xp, p, "y_pred")
-        else:
+        if not from_logits:
             C.check_probabilities(xp, p)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
@@ -102,7 +100,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
         y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_crossentropy"
     )
-    return finish(xp, xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis), out_dtype)
+    values = xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis)
+    return finish(xp, values, out_dtype, y_true=t, y_pred=p)
 
 
 # ------------------------------------------------------------------------ categorical
@@ -138,19 +137,24 @@ def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, eps
         )
     if C.eager(t, p):
         C.check_nonnegative_values(xp, t, "y_true", "labels are probabilities and cannot be negative.")
-        if from_logits:
-            C.check_finite(xp, p, "y_pred")
-        else:
+        if not from_logits:
             C.check_probabilities(xp, p)
-            C.warn_unnormalized(xp, p, axis)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + label_smoothing / num_classes
     return xp, t, p, out_dtype, axis, epsilon
 
 
+def _row_sums(xp, p, axis):
+    """Sums along the class axis; in eager mode, warn when they are not 1."""
+    sums = xp.sum(p, axis=axis, keepdims=True)
+    if p.shape[axis] > 1 and C.eager(sums):  # a single class has already been warned about
+        C.warn_unnormalized(xp, sums, axis)
+    return sums
+
+
 def _normalized_clipped(xp, p, axis, epsilon):
     """Keras's probability path: renormalise along ``axis``, then clip."""
-    return clip(p / xp.sum(p, axis=axis, keepdims=True), xp, epsilon, 1.0 - epsilon)
+    return clip(p / _row_sums(xp, p, axis), xp, epsilon, 1.0 - epsilon)
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, epsilon=EPSILON):
@@ -195,7 +199,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy"
     )
     log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(_normalized_clipped(xp, p, axis, epsilon))
-    return finish(xp, -xp.sum(t * log_q, axis=axis), out_dtype)
+    return finish(xp, -xp.sum(t * log_q, axis=axis), out_dtype, y_true=t, y_pred=p)
 
 
 # ---------------------------------------------------------------------------- sparse
@@ -259,21 +263,17 @@ def _sparse_with_mask(y_true, y_pred, from_logits=False, ignore_class=None, axis
     xp, labels, p, out_dtype, axis, valid = _prepare_sparse(
         y_true, y_pred, axis, ignore_class, "sparse_categorical_crossentropy"
     )
-    if C.eager(p):
-        if from_logits:
-            C.check_finite(xp, p, "y_pred")
-        else:
-            C.check_probabilities(xp, p)
-            C.warn_unnormalized(xp, p, axis)
+    if not from_logits and C.eager(p):
+        C.check_probabilities(xp, p)
     if from_logits:
         # -log_softmax(x)[y] = logsumexp(x) - x[y]: one reduction, no N x K temporary kept.
         loss = logsumexp(p, xp, axis=axis) - take_along_axis(p, labels, xp, axis=axis)
     else:
-        q = take_along_axis(p, labels, xp, axis=axis) / xp.sum(p, axis=axis)
+        q = take_along_axis(p, labels, xp, axis=axis) / xp.squeeze(_row_sums(xp, p, axis), axis=axis)
         loss = -xp.log(clip(q, xp, epsilon, 1.0 - epsilon))
     if valid is not None:
         loss = xp.where(valid, loss, xp.zeros_like(loss))
-    return finish(xp, loss, out_dtype), valid
+    return finish(xp, loss, out_dtype, y_pred=p), valid
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, *, epsilon=EPSILON):
@@ -347,8 +347,7 @@ def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
     axis = C.check_axis(axis, x.ndim, what="logits")
     if C.eager(t, x):
         C.check_nonnegative_values(xp, t, "labels", "labels are probabilities and cannot be negative.")
-        C.check_finite(xp, x, "logits")
-    return finish(xp, -xp.sum(t * log_softmax(x, xp, axis=axis), axis=axis), out_dtype)
+    return finish(xp, -xp.sum(t * log_softmax(x, xp, axis=axis), axis=axis), out_dtype, labels=t, logits=x)
 
 
 def sparse_softmax_cross_entropy_with_logits(*, labels, logits):
@@ -366,9 +365,7 @@ def sparse_softmax_cross_entropy_with_logits(*, labels, logits):
     array([0.2975, 1.1448, 0.    ], dtype=float32)
     """
     xp, y, x, out_dtype, axis, _ = _prepare_sparse(labels, logits, -1, None, "sparse_softmax_cross_entropy_with_logits")
-    if C.eager(x):
-        C.check_finite(xp, x, "logits")
-    return finish(xp, logsumexp(x, xp, axis=-1) - take_along_axis(x, y, xp, axis=-1), out_dtype)
+    return finish(xp, logsumexp(x, xp, axis=-1) - take_along_axis(x, y, xp, axis=-1), out_dtype, logits=x)
 
 
 def sigmoid_cross_entropy_with_logits(*, labels, logits):
@@ -405,7 +402,7 @@ def weighted_cross_entropy_with_logits(*, labels, logits, pos_weight):
     q = xp.astype(q, x.dtype)
     if C.eager(z, x):
         C.check_binary_targets(xp, z, "labels")
-        C.check_finite(xp, x, "logits")
     # TensorFlow writes (1 - z) x + (1 + (q - 1) z) softplus(-x); the form below is the
     # same number without the cancellation of x against softplus(-x) for negative x.
-    return finish(xp, q * z * softplus(-x, xp) + (1.0 - z) * softplus(x, xp), out_dtype)
+    values = q * z * softplus(-x, xp) + (1.0 - z) * softplus(x, xp)
+    return finish(xp, values, out_dtype, labels=z, logits=x, pos_weight=q)

@@ -45,17 +45,9 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
     C.check_same_shape(t, p, "kl_divergence")
     C.check_axis(-1, p.ndim)
     if C.eager(t, p):
-        for name, x in (("y_true", t), ("y_pred", p)):
-            C.check_finite(xp, x, name)
-            bad = (x < 0) | (x > 1)
-            if C._any(xp, bad):
-                pos = C._first_bad(xp, bad)
-                msg = (
-                    f"kl_divergence: `{name}` holds {C._value_at(x, pos):g} at index {pos}; both inputs "
-                    "must be probabilities in [0, 1] (Keras would clip it silently). For logits apply "
-                    "softmax first."
-                )
-                raise (C.LabelValueError if name == "y_true" else C.PredictionValueError)(msg)
+        why = "both inputs of kl_divergence are probabilities (Keras would clip silently). For logits apply softmax first."
+        C.check_range(xp, t, "y_true", 0.0, 1.0, why=why)
+        C.check_range(xp, p, "y_pred", 0.0, 1.0, why=why)
     t = clip(t, xp, epsilon, 1.0)
     p = clip(p, xp, epsilon, 1.0)
     return finish(xp, xp.sum(t * xp.log(t / p), axis=-1), out_dtype)

@@ -81,7 +81,7 @@ def binary_focal_crossentropy(
     focal = (1.0 - p_t) ** gamma * bce
     if apply_class_balancing:
         focal = (t * alpha + (1.0 - t) * (1.0 - alpha)) * focal
-    return finish(xp, xp.mean(focal, axis=axis), out_dtype)
+    return finish(xp, xp.mean(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
 
 
 def _alpha_array(alpha, xp, like, axis: int):
@@ -156,6 +156,6 @@ def categorical_focal_crossentropy(
         p = softmax(p, xp, axis=axis)
     q = _normalized_clipped(xp, p, axis, epsilon)
     focal = a * (1.0 - q) ** gamma * (-t * xp.log(q))
-    return finish(xp, xp.sum(focal, axis=axis), out_dtype)
+    return finish(xp, xp.sum(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
 
 

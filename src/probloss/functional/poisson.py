@@ -51,7 +51,7 @@ def poisson(y_true, y_pred, *, epsilon=EPSILON):
             xp, p, "y_pred", "Poisson rates cannot be negative. If the model outputs log-rates, apply exp "
             "(or use `log_poisson_loss(targets=..., log_input=...)`)."
         )
-    return finish(xp, xp.mean(p - t * xp.log(p + epsilon), axis=-1), out_dtype)
+    return finish(xp, xp.mean(p - t * xp.log(p + epsilon), axis=-1), out_dtype, y_true=t, y_pred=p)
 
 
 def log_poisson_loss(*, targets, log_input, compute_full_loss=False):
@@ -77,11 +77,10 @@ def log_poisson_loss(*, targets, log_input, compute_full_loss=False):
     C.check_same_shape(z, c, "log_poisson_loss")
     if C.eager(z, c):
         C.check_nonnegative_values(xp, z, "targets", "Poisson targets are counts and cannot be negative.")
-        C.check_finite(xp, c, "log_input")
     loss = xp.exp(c) - z * c
     if compute_full_loss:
         big = z > 1
         safe = xp.where(big, z, xp.ones_like(z))
         stirling = safe * xp.log(safe) - safe + 0.5 * (math.log(2 * math.pi) + xp.log(safe))
         loss = loss + xp.where(big, stirling, xp.zeros_like(z))
-    return finish(xp, loss, out_dtype)
+    return finish(xp, loss, out_dtype, targets=z, log_input=c)
