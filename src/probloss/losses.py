@@ -13,10 +13,11 @@ import numbers
 
 from . import _checks as C
 from ._compat import as_array, is_half, namespace
-from ._errors import ArgumentError, ProblossTypeError
+from ._errors import ArgumentError, ProblossTypeError, ShapeError
 from ._reduction import reduce_values, validate_reduction
 from .functional import crossentropy as _ce
 from .functional import focal as _focal
+from .functional.ctc import ctc
 from .functional.divergence import kl_divergence
 from .functional.poisson import poisson
 
@@ -27,6 +28,7 @@ __all__ = [
     "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
     "CategoricalFocalCrossentropy",
+    "CTC",
     "KLDivergence",
     "Loss",
     "LossFunctionWrapper",
@@ -94,6 +96,7 @@ class Loss:
             values = xp.astype(values, xp.float32)
         if sample_weight is not None:
             sample_weight = xp.astype(as_array(sample_weight, xp, like=values, name="sample_weight"), values.dtype)
+            _check_weight_is_unambiguous(sample_weight, values)
             if C.eager(sample_weight):
                 C.check_finite(xp, sample_weight, "sample_weight")
         out = reduce_values(values, xp, reduction=self.reduction, sample_weight=sample_weight, mask=mask)
@@ -330,6 +333,45 @@ class KLDivergence(LossFunctionWrapper):
         )
 
 
+class CTC(LossFunctionWrapper):
+    """Class form of :func:`~probloss.ctc` (Keras 3's CTC); see :class:`Loss`.
+
+    ``y_true`` ``(B, S)`` holds labels right-padded with 0 (0 is also the blank),
+    ``y_pred`` ``(B, T, C)`` logits.  The default reduction is the batch mean of the
+    per-sequence negative log-likelihoods, not divided by label length; for lengths,
+    other blanks or PyTorch's mean use :func:`~probloss.ctc_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> logits = (np.arange(24, dtype=np.float32).reshape(2, 4, 3) - 12) / 100
+    >>> round(float(pl.CTC()([[1, 2, 1, 0], [1, 2, 2, 0]], logits)), 4)
+    3.4138
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="ctc", dtype=None):
+        super().__init__(ctc, reduction=reduction, name=name, dtype=dtype)
+
+
+def _check_weight_is_unambiguous(sample_weight, values):
+    """Refuse an ``(N,)`` weight on ``(N, ..., N)`` losses: Keras reads it per *last* axis.
+
+    Keras aligns a rank-1 weight with the last axis of the per-sample losses, which is
+    right for per-timestep weights ``(T,)`` but silently wrong when ``N == T`` and the
+    caller meant one weight per sample.  Both readings fit, so we ask.
+    """
+    if sample_weight.ndim == 1 and values.ndim >= 2 and values.shape[0] == values.shape[-1] == sample_weight.shape[0]:
+        n = values.shape[0]
+        msg = (
+            f"`sample_weight` of shape ({n},) is ambiguous for per-sample losses of shape "
+            f"{tuple(values.shape)}: Keras would apply it along the last axis (one weight per "
+            f"timestep), not one per sample. Pass shape ({n}, 1) for one weight per sample, "
+            f"or shape (1, {n}) for one per timestep."
+        )
+        raise ShapeError(msg)
+
+
 def _check_axis_arg(axis):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         msg = f"`axis` must be an integer; got {axis!r}."
@@ -368,6 +410,7 @@ for _cls in (
     SparseCategoricalCrossentropy,
     Poisson,
     KLDivergence,
+    CTC,
 ):
     register(_cls)
 for _fn in (
@@ -378,6 +421,7 @@ for _fn in (
     _ce.sparse_categorical_crossentropy,
     poisson,
     kl_divergence,
+    ctc,
 ):
     register(_fn)
 
