@@ -1,0 +1,123 @@
+"""Write docs/errors.md: every kind of bad input, the call that shows it, and our message.
+
+Run ``python docs/make_errors_page.py``; tests/test_errors_page.py checks the page is
+current.  Each example is executed, so the messages shown are the real ones.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+EXAMPLES = [
+    ("Label format", [
+        ("One-hot labels given to a sparse loss", "pl.sparse_categorical_crossentropy([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+        ("Integer class labels given to a categorical loss", "pl.categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+        ("(N,) binary targets against (N, K) predictions", "pl.binary_crossentropy([1.0, 0.0], [[0.6, 0.4], [0.3, 0.7]])"),
+        ("Class indices of the wrong shape (transposed)", "pl.sparse_categorical_crossentropy([[1, 2]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+        ("Fractional float labels used as class indices", "pl.sparse_categorical_crossentropy([1.5, 2.0], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+    ]),
+    ("Label values", [
+        ("Class index >= number of classes", "pl.sparse_categorical_crossentropy([1, 5], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+        ("Negative class index that is not `ignore_class`", "pl.SparseCategoricalCrossentropy(ignore_class=255)([-1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+        ("Binary targets outside [0, 1]", "pl.binary_crossentropy([[2.0, 0.0]], [[0.5, 0.5]])"),
+        ("Soft labels with a negative entry", "pl.categorical_crossentropy([[1.2, -0.2, 0.0]], [[0.5, 0.3, 0.2]])"),
+        ("NaN in the labels", "pl.categorical_crossentropy([[float('nan'), 1.0, 0.0]], [[0.5, 0.3, 0.2]])"),
+    ]),
+    ("Predictions", [
+        ("Logits passed with `from_logits=False`", "pl.categorical_crossentropy([[0, 1, 0]], [[2.0, -1.0, 0.5]])"),
+        ("Probabilities whose rows do not sum to 1 (a warning: Keras renormalises)", "pl.categorical_crossentropy([[0.0, 1.0]], [[0.2, 0.4]])"),
+        ("NaN or inf in the predictions", "pl.sparse_categorical_crossentropy([0, 1], [[float('inf'), 0.0], [0.0, 1.0]], from_logits=True)"),
+        ("Negative Poisson rates", "pl.poisson([[1.0, 2.0]], [[-1.0, 2.0]])"),
+        ("KL inputs outside [0, 1]", "pl.kl_divergence([[0.5, 0.5]], [[2.0, -1.0]])"),
+    ]),
+    ("Shapes", [
+        ("Batch sizes that differ", "pl.sparse_categorical_crossentropy([0, 1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])"),
+        ("Class counts that differ", "pl.categorical_crossentropy([[1, 0, 0, 0]], [[0.2, 0.3, 0.5]])"),
+        ("An (N,) weight that Keras would apply per timestep", "pl.CategoricalCrossentropy()(np.eye(3)[None].repeat(3, 0), np.full((3, 3, 3), 1 / 3), sample_weight=[1, 2, 3])"),
+        ("`axis` out of range", "pl.categorical_crossentropy([[0, 1]], [[0.3, 0.7]], axis=2)"),
+        ("Empty inputs", "pl.categorical_crossentropy(np.zeros((0, 3)), np.zeros((0, 3)))"),
+        ("A `sample_weight` that cannot broadcast", "pl.CategoricalCrossentropy()([[0, 1], [1, 0]], [[0.3, 0.7], [0.6, 0.4]], sample_weight=[1, 2, 3])"),
+    ]),
+    ("Arguments", [
+        ("Unknown `reduction`", "pl.CategoricalCrossentropy(reduction='auto')"),
+        ("`label_smoothing` outside [0, 1]", "pl.BinaryCrossentropy(label_smoothing=1.5)"),
+        ("`gamma` < 0", "pl.BinaryFocalCrossentropy(gamma=-1.0)"),
+        ("`alpha` outside [0, 1]", "pl.BinaryFocalCrossentropy(alpha=1.2)"),
+        ("`ignore_class` that is not an integer", "pl.SparseCategoricalCrossentropy(ignore_class='pad')"),
+        ("Unknown name in `get()`", "pl.get('sparse_crossentropy')"),
+        ("A config naming another module", "pl.deserialize({'module': 'os', 'class_name': 'system', 'config': {}})"),
+    ]),
+    ("Types", [
+        ("A string instead of an array", "pl.categorical_crossentropy('cat', [[0.5, 0.5]])"),
+        ("An arbitrary object", "pl.SparseCategoricalCrossentropy()([1, 2], object())"),
+        ("Arrays from two libraries in one call", "pl.categorical_crossentropy(np.eye(2), torch.eye(2))"),
+        ("Integer predictions", "pl.binary_crossentropy([[1.0, 0.0]], np.array([[1, 0]]))"),
+    ]),
+]
+
+HEADER = """# Errors: what probloss says about bad input
+
+Every mistake below raises a subclass of `probloss.ProblossError` (itself a
+`ValueError`; wrong types raise `ProblossTypeError`, also a `TypeError`), in the functions,
+the classes and the `tf.nn` primitives alike. The message names the argument, says what
+was received and what was expected, and how to fix it.
+
+| exception | raised for |
+|---|---|
+| `LabelFormatError` | labels in the wrong format for the loss (one-hot vs class indices, fractional indices) |
+| `LabelValueError` | label values out of range (class index, binary target, negative counts, NaN) |
+| `PredictionValueError` | predictions out of range (logits as probabilities, NaN/inf, negative rates) |
+| `ShapeError` | shapes of `y_true`, `y_pred`, `sample_weight` that do not fit, empty inputs |
+| `ArgumentError` | options out of their domain (`reduction`, `label_smoothing`, `gamma`, names, configs) |
+| `ProblossTypeError` | strings, objects, mixed array libraries, integer predictions |
+| `ProblossWarning` (a warning) | valid but suspicious input, e.g. probability rows not summing to 1 |
+
+Value checks (label ranges, probability ranges, NaN) look at the numbers, so they run in
+eager mode only: they are skipped while `jax.jit` traces or `torch.compile` compiles, and
+`probloss.set_value_checks(False)` (also a context manager) turns them off. Shape, dtype
+and argument checks always run. The value checks cost little: ranges are read with
+min/max reductions and NaN is found from the per-sample result, so only a failing call
+scans the inputs (see `docs/benchmarks.md` for the measured cost).
+
+This page is generated by `docs/make_errors_page.py`, which runs every example.
+"""
+
+
+def run_example(code: str) -> tuple[str, str]:
+    import numpy as np
+    import torch
+
+    import probloss as pl
+
+    env = {"pl": pl, "np": np, "torch": torch}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            eval(code, env)  # noqa: S307 - our own fixed examples, not user input
+        except Exception as exc:  # noqa: BLE001 - we report whatever is raised
+            return type(exc).__name__, str(exc)
+    for w in caught:
+        if issubclass(w.category, pl.ProblossWarning):
+            return w.category.__name__, str(w.message)
+    return "no error", ""
+
+
+def render() -> str:
+    parts = [HEADER]
+    count = 0
+    for section, examples in EXAMPLES:
+        parts.append(f"\n## {section}\n")
+        for title, code in examples:
+            kind, message = run_example(code)
+            count += 1
+            parts.append(f"\n### {title}\n\n```python\n{code}\n```\n\n`{kind}`: {message}\n")
+    parts.append(f"\n---\n{count} kinds of bad input are listed here.\n")
+    return "".join(parts)
+
+
+if __name__ == "__main__":
+    out = Path(__file__).with_name("errors.md")
+    out.write_text(render())
+    sys.stdout.write(f"wrote {out.name}\n")
