@@ -9,6 +9,7 @@ finite loss.
 from __future__ import annotations
 
 from .. import _checks as C
+from .. import _fast
 from .._errors import LabelFormatError, ShapeError
 from .._ops import clip, log_softmax, logsumexp, softplus, take_along_axis
 from .._reduction import align_ranks
@@ -198,6 +199,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
         y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy"
     )
+    fast = _fast.soft_from_logits(xp, t, p, axis) if from_logits else None  # native kernel, or None
+    if fast is not None:
+        return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
     log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(_normalized_clipped(xp, p, axis, epsilon))
     return finish(xp, -xp.sum(t * log_q, axis=axis), out_dtype, y_true=t, y_pred=p)
 
@@ -267,7 +271,9 @@ def _sparse_with_mask(y_true, y_pred, from_logits=False, ignore_class=None, axis
         C.check_probabilities(xp, p)
     if from_logits:
         # -log_softmax(x)[y] = logsumexp(x) - x[y]: one reduction, no N x K temporary kept.
-        loss = logsumexp(p, xp, axis=axis) - take_along_axis(p, labels, xp, axis=axis)
+        loss = _fast.sparse_from_logits(xp, p, labels, axis)  # native kernel, or None
+        if loss is None:
+            loss = logsumexp(p, xp, axis=axis) - take_along_axis(p, labels, xp, axis=axis)
     else:
         q = take_along_axis(p, labels, xp, axis=axis) / xp.squeeze(_row_sums(xp, p, axis), axis=axis)
         loss = -xp.log(clip(q, xp, epsilon, 1.0 - epsilon))

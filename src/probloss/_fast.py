@@ -1,0 +1,256 @@
+"""Native fast paths for the softmax cross-entropies, per backend.
+
+The generic code in :mod:`probloss.functional` is written with ``xp.*`` calls only.  For
+the two hot loops of cross-entropy from logits, per-sample
+
+* sparse:  ``lse(x) - x[y]``            (:func:`sparse_from_logits`)
+* soft:    ``sum_c t_c (lse(x) - x_c)`` (:func:`soft_from_logits`)
+
+this module offers a backend-specific kernel with the same value and gradient:
+
+* **torch**: the chunked autograd Functions of :mod:`probloss.torch._kernels`.  They keep
+  one float32 log-sum-exp per row for backward instead of the ``N x K`` log-softmax and
+  build the gradient in a single buffer (about half of ``F.cross_entropy``'s peak memory).
+* **NumPy**: a forward in row chunks, so the ``exp`` temporaries stay in cache and no
+  ``N x K`` temporary is allocated.
+* **JAX**: XLA already fuses the generic formula into one pass; a ``jax.custom_vjp``
+  variant exists (:func:`jax_sparse_ce`) but is only used when :data:`JAX_CUSTOM_VJP` is
+  set, because it did not beat the generic path in our benchmarks and it gives up
+  forward-mode differentiation (``jax.jvp``, ``jax.hessian``).
+
+Each function returns ``None`` when no fast path applies (another backend, fast paths
+switched off), and the caller then runs the generic code.  ``with fast_paths(False):``
+forces the generic code, which is how the tests compare both.
+
+Torch and JAX are imported lazily, and only when the input already is one of their
+arrays, so ``import probloss`` imports neither.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from ._compat import is_jax, is_numpy, is_torch
+
+__all__ = ["JAX_CUSTOM_VJP", "fast_paths", "fast_paths_enabled", "soft_from_logits", "sparse_from_logits"]
+
+JAX_CUSTOM_VJP = False
+"""Use :func:`jax_sparse_ce` / :func:`jax_soft_ce` for JAX inputs (off: see the module doc)."""
+
+_state = threading.local()
+
+# NumPy rows per chunk are chosen so that a chunk holds about this many elements.
+_NP_CHUNK_ELEMS = 1 << 16
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the native fast paths are used (default True)."""
+    return getattr(_state, "enabled", True)
+
+
+class fast_paths:  # noqa: N801 - reads as a function
+    """Switch the native fast paths on or off for this thread (also a context manager).
+
+    Examples
+    --------
+    >>> from probloss._fast import fast_paths, fast_paths_enabled
+    >>> with fast_paths(False):
+    ...     fast_paths_enabled()
+    False
+    >>> fast_paths_enabled()
+    True
+    """
+
+    def __init__(self, enabled: bool = True):
+        self._previous = fast_paths_enabled()
+        _state.enabled = bool(enabled)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _state.enabled = self._previous
+        return False
+
+
+def _split(shape, axis: int):
+    """``(A, K, B)``: the sizes before, at and after the class axis."""
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
+
+
+def _view3(x, a: int, k: int, b: int, reshape):
+    """``x`` as ``(A, K)`` when the class axis is last, else ``(A, K, B)``."""
+    return reshape(x, (a, k) if b == 1 else (a, k, b))
+
+
+# ------------------------------------------------------------------------------ dispatch
+
+
+def sparse_from_logits(xp, x, labels, axis: int):
+    """Per-sample ``logsumexp(x, axis) - take(x, labels, axis)``, or ``None``.
+
+    ``labels`` must already be in ``[0, K)`` (ignored positions mapped to a valid class);
+    the result has ``labels``' shape and ``x``'s (float) dtype.
+    """
+    if not fast_paths_enabled() or x.ndim == 0:
+        return None
+    a, k, b = _split(tuple(x.shape), axis)
+    if is_torch(xp):
+        from .torch._kernels import sparse_ce
+
+        x3 = _view3(x, a, k, b, lambda t, s: t.reshape(s))
+        y = labels.reshape((a,) if b == 1 else (a, b)).long()
+        loss = sparse_ce(x3, y)
+        return loss.reshape(labels.shape).to(x.dtype)
+    if is_numpy(xp):
+        import numpy as np
+
+        x3 = _view3(np.asarray(x), a, k, b, np.reshape)
+        y = np.reshape(labels, (a,) if b == 1 else (a, b))
+        return np.reshape(_np_sparse(x3, y), labels.shape)
+    if is_jax(xp) and JAX_CUSTOM_VJP:
+        return jax_sparse_ce(x, labels, axis)
+    return None
+
+
+def soft_from_logits(xp, t, x, axis: int):
+    """Per-sample ``sum(t * (logsumexp(x) - x), axis)`` (soft-target CE), or ``None``."""
+    if not fast_paths_enabled() or x.ndim == 0 or tuple(t.shape) != tuple(x.shape):
+        return None
+    a, k, b = _split(tuple(x.shape), axis)
+    out_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])
+    if is_torch(xp):
+        from .torch._kernels import soft_target_ce
+
+        if t.dtype != x.dtype:
+            return None
+        x3 = _view3(x, a, k, b, lambda u, s: u.reshape(s))
+        t3 = _view3(t, a, k, b, lambda u, s: u.reshape(s))
+        return soft_target_ce(x3, t3).reshape(out_shape).to(x.dtype)
+    if is_numpy(xp):
+        import numpy as np
+
+        x3 = _view3(np.asarray(x), a, k, b, np.reshape)
+        t3 = _view3(np.asarray(t), a, k, b, np.reshape)
+        return np.reshape(_np_soft(x3, t3), out_shape)
+    if is_jax(xp) and JAX_CUSTOM_VJP:
+        return jax_soft_ce(t, x, axis)
+    return None
+
+
+# --------------------------------------------------------------------------------- numpy
+
+
+def _np_rows(x) -> int:
+    per_row = max(1, math.prod(x.shape[1:]))
+    return max(1, _NP_CHUNK_ELEMS // per_row)
+
+
+def _np_lse_chunk(np, xc, buf):
+    """Log-sum-exp over axis 1 of the chunk ``xc``, using ``buf`` (same shape) as scratch."""
+    m = np.max(xc, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    np.subtract(xc, m, out=buf)
+    np.exp(buf, out=buf)
+    return np.log(np.sum(buf, axis=1)) + np.squeeze(m, axis=1)
+
+
+def _np_sparse(x, y):
+    import numpy as np
+
+    rows = _np_rows(x)
+    out = np.empty((x.shape[0],) + x.shape[2:], dtype=x.dtype)
+    scratch = np.empty((min(rows, x.shape[0]),) + x.shape[1:], dtype=x.dtype)
+    idx = np.expand_dims(y, 1).astype(np.intp, copy=False)
+    for s in range(0, x.shape[0], rows):
+        xc = x[s : s + rows]
+        lse = _np_lse_chunk(np, xc, scratch[: xc.shape[0]])
+        out[s : s + rows] = lse - np.squeeze(np.take_along_axis(xc, idx[s : s + rows], axis=1), axis=1)
+    return out
+
+
+def _np_soft(x, t):
+    import numpy as np
+
+    rows = _np_rows(x)
+    out = np.empty((x.shape[0],) + x.shape[2:], dtype=x.dtype)
+    scratch = np.empty((min(rows, x.shape[0]),) + x.shape[1:], dtype=x.dtype)
+    for s in range(0, x.shape[0], rows):
+        xc, tc = x[s : s + rows], t[s : s + rows]
+        buf = scratch[: xc.shape[0]]
+        lse = np.expand_dims(_np_lse_chunk(np, xc, buf), 1)
+        # sum_c t_c (lse - x_c), elementwise first: the precision of a log-softmax.
+        np.subtract(lse, xc, out=buf)
+        np.multiply(buf, tc, out=buf)
+        out[s : s + rows] = np.sum(buf, axis=1)
+    return out
+
+
+# ----------------------------------------------------------------------------------- jax
+
+_JAX_FNS: dict = {}
+
+
+def _jax_fns():
+    """Build (once) the ``jax.custom_vjp`` kernels; imports jax."""
+    if _JAX_FNS:
+        return _JAX_FNS
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def sparse(x, y, axis):
+        return _sparse_fwd(x, y, axis)[0]
+
+    def _sparse_fwd(x, y, axis):
+        lse = jax.nn.logsumexp(x, axis=axis)
+        tgt = jnp.squeeze(jnp.take_along_axis(x, jnp.expand_dims(y, axis), axis=axis), axis)
+        return lse - tgt, (x, y, lse)
+
+    def _sparse_bwd(axis, res, g):
+        x, y, lse = res
+        g_ = jnp.expand_dims(g, axis)
+        iota = jax.lax.broadcasted_iota(y.dtype, x.shape, axis)
+        hot = iota == jnp.expand_dims(y, axis)
+        dx = jnp.exp(x - jnp.expand_dims(lse, axis)) * g_ - jnp.where(hot, g_, jnp.zeros_like(g_))
+        return dx.astype(x.dtype), None
+
+    sparse.defvjp(_sparse_fwd, _sparse_bwd)
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def soft(t, x, axis):
+        return _soft_fwd(t, x, axis)[0]
+
+    def _soft_fwd(t, x, axis):
+        lse = jax.nn.logsumexp(x, axis=axis)
+        ts = jnp.sum(t, axis=axis)
+        return jnp.sum(t * (jnp.expand_dims(lse, axis) - x), axis=axis), (t, x, lse, ts)
+
+    def _soft_bwd(axis, res, g):
+        t, x, lse, ts = res
+        g_ = jnp.expand_dims(g, axis)
+        lse_ = jnp.expand_dims(lse, axis)
+        dx = jnp.exp(x - lse_) * (g_ * jnp.expand_dims(ts, axis)) - t * g_
+        dt = (lse_ - x) * g_
+        return dt.astype(t.dtype), dx.astype(x.dtype)
+
+    soft.defvjp(_soft_fwd, _soft_bwd)
+    _JAX_FNS.update(sparse=sparse, soft=soft)
+    return _JAX_FNS
+
+
+def jax_sparse_ce(x, labels, axis: int = -1):
+    """``logsumexp(x) - x[labels]`` along ``axis`` with a hand-written VJP (JAX only).
+
+    The VJP is ``(softmax(x) - onehot(labels)) * g``, one fused XLA loop.  Reverse mode
+    only: ``jax.jvp`` / ``jax.hessian`` raise on ``custom_vjp`` functions.
+    """
+    return _jax_fns()["sparse"](x, labels, axis % x.ndim)
+
+
+def jax_soft_ce(t, x, axis: int = -1):
+    """``sum(t * (logsumexp(x) - x))`` along ``axis`` with a hand-written VJP (JAX only)."""
+    return _jax_fns()["soft"](t, x, axis % x.ndim)

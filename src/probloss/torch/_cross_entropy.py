@@ -1,0 +1,199 @@
+"""``probloss.torch.cross_entropy``: a drop-in for ``torch.nn.functional.cross_entropy``.
+
+Same arguments, same numbers (torch's normalisation with class weights, ``ignore_index``
+and label smoothing), built on the chunked kernels of :mod:`probloss.torch._kernels`,
+so forward+backward needs about half of ``F.cross_entropy``'s peak memory, or a quarter
+with ``inplace_backward=True``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._checks import value_checks_enabled
+from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
+from ._kernels import soft_target_ce, sparse_ce
+
+__all__ = ["cross_entropy"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    inplace_backward: bool = False,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Softmax cross-entropy with torch's conventions, in about half the memory.
+
+    Same signature and results as :func:`torch.nn.functional.cross_entropy` (class axis
+    1; class-index or probability targets), plus two keywords.  Let ``logp =
+    log_softmax(input, 1)``, ``C`` the number of classes, ``w`` the class weights (ones
+    by default) and ``e`` the label smoothing.
+
+    * Class-index targets (``target`` has ``input``'s shape without axis 1, integer):
+      ``l_n = (1 - e) w[y_n] (-logp[n, y_n]) + (e / C) sum_c w_c (-logp[n, c])``, and
+      ``l_n = 0`` where ``y_n == ignore_index``.  ``"mean"`` divides the sum by
+      ``sum_n w[y_n]`` over the non-ignored positions (NaN if there are none).
+    * Probability targets (``target`` has ``input``'s shape, floating):
+      ``l_n = -sum_c w_c q[n, c] logp[n, c]`` with ``q = (1 - e) target + e / C``;
+      ``"mean"`` divides by the number of positions, not by the weights.
+      ``ignore_index`` must be negative (it is not used).
+
+    Parameters
+    ----------
+    input : Tensor, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Logits, any floating dtype; float16/bfloat16 are reduced in float32.
+    target : Tensor
+        Class indices of shape (), (N,) or (N, d1, ..., dk) (any integer dtype), or
+        class probabilities of ``input``'s shape.
+    weight : Tensor of shape (C,), optional
+        Class weights.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute nothing (not even to the mean's
+        denominator).
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+    inplace_backward : bool, default False
+        Write the gradient into ``input``'s own buffer during backward instead of a new
+        one: forward+backward then needs no ``N x C`` memory beyond the logits.  **The
+        logits tensor is overwritten by its gradient when backward runs**, so use it
+        only when nothing reads ``input`` after the backward pass (the usual case for
+        the logits of a final linear layer).  If ``input`` is a leaf tensor its
+        ``.grad`` then shares memory with it.  Autograd's version counter still raises
+        if another graph node saved ``input`` for its own backward.
+    chunk_size : int, optional
+        Rows per chunk (default: about 256k elements per chunk on CPU, 64M on GPU).
+
+    Returns
+    -------
+    Tensor
+        A scalar for ``"mean"``/``"sum"``, else the per-position losses of shape
+        (N, d1, ..., dk); dtype of ``input``.
+
+    Notes
+    -----
+    Memory: forward keeps one float32 log-sum-exp per position; backward writes the
+    gradient in one buffer, one chunk of rows at a time.  ``F.cross_entropy`` keeps the
+    ``N x C`` log-softmax and allocates two more ``N x C`` buffers in backward.
+    With value checks on (:func:`probloss.set_value_checks`), class indices outside
+    ``[0, C)`` raise :class:`probloss.LabelValueError` (torch raises ``IndexError`` on
+    CPU and asserts on CUDA).  Under ``torch.compile`` the kernel runs eagerly (a graph
+    break).  Double backward is not supported.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probloss.torch import cross_entropy
+    >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> round(float(cross_entropy(logits, torch.tensor([0, 2]))), 4)
+    0.1755
+    """
+    if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
+        msg = f"cross_entropy: `input` and `target` must be torch tensors; got {type(input).__name__} and {type(target).__name__}."
+        raise ProblossTypeError(msg)
+    if reduction not in _REDUCTIONS:
+        msg = f"cross_entropy: `reduction` must be one of 'mean', 'sum', 'none'; got {reduction!r}."
+        raise ArgumentError(msg)
+    if isinstance(label_smoothing, bool) or not 0.0 <= float(label_smoothing) <= 1.0:
+        msg = f"cross_entropy: `label_smoothing` must be a number in [0, 1]; got {label_smoothing!r}."
+        raise ArgumentError(msg)
+    eps = float(label_smoothing)
+    if not input.is_floating_point():
+        msg = f"cross_entropy: `input` must hold floating-point logits; got dtype {input.dtype}."
+        raise ProblossTypeError(msg)
+    if input.ndim == 0:
+        msg = "cross_entropy: `input` must have shape (C,), (N, C) or (N, C, d1, ...); got a 0-d tensor."
+        raise ShapeError(msg)
+    squeeze = input.ndim == 1
+    x = input.unsqueeze(0) if squeeze else input
+    num_classes = x.shape[1]
+    if weight is not None:
+        if tuple(weight.shape) != (num_classes,) or not weight.is_floating_point():
+            msg = (
+                f"cross_entropy: `weight` must be a floating tensor of shape ({num_classes},), one weight "
+                f"per class; got {weight.dtype} of shape {tuple(weight.shape)}."
+            )
+            raise ShapeError(msg)
+        weight = weight.to(device=x.device)
+    n_rows = x.shape[0]
+    spatial = tuple(x.shape[2:])
+    b = math.prod(spatial)
+    x3 = x.reshape((n_rows, num_classes) if x.ndim == 2 else (n_rows, num_classes, b))
+
+    if tuple(target.shape) == tuple(input.shape):
+        return _probability_targets(x3, input, target, weight, ignore_index, reduction, eps, inplace_backward, chunk_size, squeeze)
+    expected = (n_rows,) + spatial
+    y = target.unsqueeze(0) if squeeze else target
+    if tuple(y.shape) != expected:
+        msg = (
+            f"cross_entropy: `target` of shape {tuple(target.shape)} does not fit `input` of shape "
+            f"{tuple(input.shape)}: class indices need shape {expected[1:] if squeeze else expected} "
+            f"(input without its class axis 1), probabilities need {tuple(input.shape)}."
+        )
+        raise ShapeError(msg)
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        msg = (
+            f"cross_entropy: class-index `target` must be an integer tensor; got {target.dtype}. "
+            "Cast it with `.long()`, or give probabilities of `input`'s shape."
+        )
+        raise ProblossTypeError(msg)
+    y = y.reshape((n_rows,) if x.ndim == 2 else (n_rows, b)).long()
+    valid = y != ignore_index
+    if value_checks_enabled() and not torch.compiler.is_compiling():
+        bad = valid & ((y < 0) | (y >= num_classes))
+        if bool(bad.any()):
+            value = int(y[bad][0])
+            msg = (
+                f"cross_entropy: `target` holds class index {value}, but `input` has {num_classes} classes "
+                f"(axis 1), so indices must be in [0, {num_classes - 1}] or equal `ignore_index`={ignore_index}."
+            )
+            raise LabelValueError(msg)
+    y_safe = torch.where(valid, y, torch.zeros_like(y))
+    out = sparse_ce(x3, y_safe, weight, eps > 0, inplace_backward, chunk_size)
+    nll, smoothing = out if eps > 0 else (out, None)
+    stat = nll.dtype
+    wy = valid.to(stat) if weight is None else torch.where(valid, weight.to(stat)[y_safe], torch.zeros((), dtype=stat, device=x.device))
+    loss = nll * (wy * (1.0 - eps)) if eps else nll * wy
+    if eps:
+        loss = loss + smoothing * (eps / num_classes)
+    loss = torch.where(valid, loss, torch.zeros((), dtype=stat, device=x.device))
+    if reduction == "none":
+        loss = loss.reshape(expected)
+        return (loss.squeeze(0) if squeeze else loss).to(input.dtype)
+    total = loss.sum()
+    if reduction == "sum":
+        return total.to(input.dtype)
+    return (total / wy.sum()).to(input.dtype)
+
+
+def _probability_targets(x3, input, target, weight, ignore_index, reduction, eps, inplace, chunk, squeeze):
+    if not target.is_floating_point():
+        msg = (
+            f"cross_entropy: `target` has `input`'s shape {tuple(input.shape)}, so it is read as class "
+            f"probabilities, which must be floating point; got {target.dtype}."
+        )
+        raise ProblossTypeError(msg)
+    if ignore_index >= 0:
+        msg = (
+            f"cross_entropy: `ignore_index`={ignore_index} is not supported with probability targets "
+            "(as in torch); leave it at the default -100, or give class indices."
+        )
+        raise ArgumentError(msg)
+    t3 = target.reshape(x3.shape)
+    loss = soft_target_ce(x3, t3, weight, eps, inplace, chunk)
+    if reduction == "none":
+        shape = (input.shape[0],) + tuple(input.shape[2:]) if not squeeze else ()
+        return loss.reshape(shape).to(input.dtype)
+    total = loss.sum()
+    if reduction == "sum":
+        return total.to(input.dtype)
+    return (total / loss.numel()).to(input.dtype)
