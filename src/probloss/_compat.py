@@ -34,7 +34,7 @@ def _is_array(x: Any) -> bool:
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (bool, int, float))
 
 
-def namespace(*args: Any):
+def namespace(*args: Any, names: tuple[str, ...] = ()):
     """Return the array namespace shared by the array arguments.
 
     ``None``, Python scalars and (nested) lists do not vote; when no argument is an
@@ -48,8 +48,10 @@ def namespace(*args: Any):
         return array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
         kinds = sorted({f"{type(a).__module__}.{type(a).__name__}" for a in arrays})
+        named = [f"`{n}` is {type(a).__module__}.{type(a).__name__}" for n, a in zip(names, args) if a is not None and _is_array(a)]
+        which = f" ({'; '.join(named)})" if named else f" ({', '.join(kinds)})"
         msg = (
-            f"the inputs come from different array libraries ({', '.join(kinds)}); "
+            f"the arrays of this call come from different array libraries{which}; "
             "probloss needs all arrays of one call in one library. Convert them first, "
             "e.g. torch.as_tensor(np_array) or np.asarray(tensor.cpu())."
         )

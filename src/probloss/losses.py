@@ -87,7 +87,7 @@ class Loss:
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        xp = namespace(y_true, y_pred, sample_weight)
+        xp = namespace(y_true, y_pred, sample_weight, names=("y_true", "y_pred", "sample_weight"))
         if self._dtype is not None:
             y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), getattr(xp, self._dtype))
         values, mask = self.call(y_true, y_pred)
@@ -488,7 +488,7 @@ def deserialize(config):
     _check_json_safe(config, "config")
     module = config.get("module")
     if module not in _MODULES:
-        msg = f"config names module {module!r}; only probloss's own registered losses can be deserialized."
+        msg = f"`config` names module {module!r}; only probloss's own registered losses can be deserialized."
         raise ArgumentError(msg)
     class_name = config.get("class_name")
     if class_name == "function":
@@ -514,7 +514,7 @@ def _lookup(name: str):
 
     close = difflib.get_close_matches(name, _known_names(), n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    msg = f"Could not interpret loss identifier {name!r}.{hint} Known names: {', '.join(_known_names())}."
+    msg = f"Could not interpret loss `identifier` {name!r}.{hint} Known names: {', '.join(_known_names())}."
     raise ArgumentError(msg)
 
 

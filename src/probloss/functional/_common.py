@@ -18,7 +18,7 @@ def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pr
     dtype); sparse labels keep their integer dtype.
     """
     true_name, pred_name = names
-    xp = namespace(y_true, y_pred)
+    xp = namespace(y_true, y_pred, names=names)
     from_list = not _is_array(y_pred)
     y_pred = as_array(y_pred, xp, name=pred_name)
     if from_list and not xp.isdtype(y_pred.dtype, "real floating"):
