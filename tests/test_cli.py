@@ -98,9 +98,11 @@ def test_compute_seed_example():
     proc = run("compute", "sparse_categorical_crossentropy", "--y-true", "[1, 2]", "--y-pred", json.dumps(P_CLASSIC))
     assert proc.returncode == 0, proc.stderr
     assert "1.17694" in proc.stdout  # the Stack Overflow thread's 1.177
-    out = run_json("compute", "CategoricalCrossentropy", "--y-true", "[[0,1,0],[0,0,1]]", "--y-pred", json.dumps(P_CLASSIC))
-    assert out["value"] == pytest.approx(keras_sparse([1, 2], P_CLASSIC).mean(), rel=1e-12)
-    assert out["value"] == pytest.approx(1.177, abs=5e-4)
+    for name in ("CategoricalCrossentropy", "cce"):  # the thread's own abbreviation works too
+        out = run_json("compute", name, "--y-true", "[[0,1,0],[0,0,1]]", "--y-pred", json.dumps(P_CLASSIC))
+        assert out["loss"] == "categorical_crossentropy"
+        assert out["value"] == pytest.approx(keras_sparse([1, 2], P_CLASSIC).mean(), rel=1e-12)
+        assert out["value"] == pytest.approx(1.177, abs=5e-4)
 
 
 def test_compute_reduction_none_and_tf_nn_form():

@@ -69,6 +69,10 @@ _TF_NN = {
 }
 
 
+# Short names used in the seed Stack Overflow thread, accepted by the command line only.
+_CLI_ALIASES = {"cce": "categorical_crossentropy", "scce": "sparse_categorical_crossentropy"}
+
+
 class CliError(Exception):
     """Bad usage or bad input: reported as one line, exit status 2."""
 
@@ -450,6 +454,7 @@ def build_loss(name: str, *, from_logits: bool = False, reduction: str = "sum_ov
 
     options = dict(options or {})
     key = name.strip().replace("-", "_")
+    key = _CLI_ALIASES.get(key.lower(), key)
     functions, classes = _registry()
     if key in _TF_NN:
         fn, call = _tf_nn_wrapper(key)
@@ -631,7 +636,7 @@ def _cmd_list(args) -> int:
     from probloss import info
 
     info_rows = [{"name": f"info.{n}", "description": _first_line(getattr(info, n))} for n in info.__all__]
-    aliases = dict(getattr(probloss.losses, "_ALIASES", {}))
+    aliases = {**dict(getattr(probloss.losses, "_ALIASES", {})), **_CLI_ALIASES}
     if args.json:
         _print_json({"losses": rows, "aliases": aliases, "info": info_rows})
         return EXIT_OK
