@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from ._compat import is_floating, is_traced
+from ._compat import is_floating, is_numpy, is_torch, is_traced
 from ._errors import (
     ArgumentError,
     LabelFormatError,
@@ -238,19 +238,47 @@ def check_result_finite(xp, values, **inputs):
     raise PredictionValueError(msg)
 
 
+# NumPy min/max run block by block so that the second reduction reads from cache.
+_NP_BLOCK = 1 << 18
+
+
+def _minmax(xp, x):
+    """``(min(x), max(x))`` in about one pass over memory.
+
+    torch has a fused ``aminmax``; NumPy gets the two reductions block by block, so
+    each block is read from RAM once; other namespaces do two reductions.
+    """
+    if is_torch(xp):
+        import torch
+
+        return torch.aminmax(x)
+    if is_numpy(xp) and x.size > _NP_BLOCK and x.flags.c_contiguous:
+        flat = x.reshape(-1)
+        lows, highs = [], []
+        for start in range(0, flat.size, _NP_BLOCK):
+            block = flat[start : start + _NP_BLOCK]
+            lows.append(block.min())
+            highs.append(block.max())
+        return np.min(lows), np.max(highs)
+    return xp.min(x), xp.max(x)
+
+
 def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     """``lo <= x <= hi`` everywhere, checked with min/max reductions (no temporaries).
 
     NaN makes the comparisons false, so it is caught too; only on failure is the first
     offending element located for the message.
     """
-    ok = None
-    if lo is not None:
+    if lo is not None and hi is not None:
+        low, high = _minmax(xp, x)
+        ok = (low >= lo) & (high <= hi)
+    elif lo is not None:
         ok = xp.min(x) >= lo
-    if hi is not None:
-        upper = xp.max(x) <= hi
-        ok = upper if ok is None else ok & upper
-    if ok is None or _holds(ok):
+    elif hi is not None:
+        ok = xp.max(x) <= hi
+    else:
+        return
+    if _holds(ok):
         return
     _raise_nonfinite(xp, x, name)
     bad = (x < lo) if hi is None else ((x > hi) if lo is None else (x < lo) | (x > hi))
@@ -269,6 +297,23 @@ LOGITS_HINT = (
 def check_probabilities(xp, y_pred, name: str = "y_pred"):
     """Values must lie in [0, 1]; outside that they are almost surely logits."""
     check_range(xp, y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
+
+
+def check_probability_rows(xp, y_pred, sums, axis: int, name: str = "y_pred", tol: float = 1e-3):
+    """Rows of probabilities: entries in [0, 1] (else raise), sums of 1 (else warn).
+
+    Uses the row ``sums`` the loss computes anyway, so it costs one ``min`` pass: with
+    every entry >= 0, an entry above 1 makes its row sum exceed 1, and only then is
+    ``max`` read to tell logits (raise) from unnormalised rows (warn).
+    """
+    check_range(xp, y_pred, name, 0.0, None, why=LOGITS_HINT)
+    if sums.shape[axis] != 1:
+        return
+    flat = xp.squeeze(sums, axis=axis)
+    if _holds(xp.all(xp.abs(flat - 1.0) <= tol)):
+        return
+    check_range(xp, y_pred, name, None, 1.0, why=LOGITS_HINT)  # only reached on a bad row
+    warn_unnormalized(xp, sums, axis, name, tol)
 
 
 def warn_unnormalized(xp, sums, axis: int, name: str = "y_pred", tol: float = 1e-3):

@@ -138,24 +138,29 @@ def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, eps
         )
     if C.eager(t, p):
         C.check_nonnegative_values(xp, t, "y_true", "labels are probabilities and cannot be negative.")
-        if not from_logits:
-            C.check_probabilities(xp, p)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + label_smoothing / num_classes
     return xp, t, p, out_dtype, axis, epsilon
 
 
-def _row_sums(xp, p, axis):
-    """Sums along the class axis; in eager mode, warn when they are not 1."""
+def _row_sums(xp, p, axis, *, check: bool = True):
+    """Sums along the class axis (kept); in eager mode also the probability checks.
+
+    The checks reuse the sums (see :func:`probloss._checks.check_probability_rows`);
+    ``check=False`` when ``p`` came from a softmax of logits.
+    """
     sums = xp.sum(p, axis=axis, keepdims=True)
-    if p.shape[axis] > 1 and C.eager(sums):  # a single class has already been warned about
-        C.warn_unnormalized(xp, sums, axis)
+    if check and C.eager(sums):
+        if p.shape[axis] > 1:
+            C.check_probability_rows(xp, p, sums, axis)
+        else:  # a single class has already been warned about
+            C.check_probabilities(xp, p)
     return sums
 
 
-def _normalized_clipped(xp, p, axis, epsilon):
+def _normalized_clipped(xp, p, axis, epsilon, *, check: bool = True):
     """Keras's probability path: renormalise along ``axis``, then clip."""
-    return clip(p / _row_sums(xp, p, axis), xp, epsilon, 1.0 - epsilon)
+    return clip(p / _row_sums(xp, p, axis, check=check), xp, epsilon, 1.0 - epsilon)
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, epsilon=EPSILON):
@@ -267,8 +272,6 @@ def _sparse_with_mask(y_true, y_pred, from_logits=False, ignore_class=None, axis
     xp, labels, p, out_dtype, axis, valid = _prepare_sparse(
         y_true, y_pred, axis, ignore_class, "sparse_categorical_crossentropy"
     )
-    if not from_logits and C.eager(p):
-        C.check_probabilities(xp, p)
     if from_logits:
         # -log_softmax(x)[y] = logsumexp(x) - x[y]: one reduction, no N x K temporary kept.
         loss = _fast.sparse_from_logits(xp, p, labels, axis)  # native kernel, or None

@@ -154,7 +154,7 @@ def categorical_focal_crossentropy(
     a = _alpha_array(alpha, xp, p, axis)
     if from_logits:
         p = softmax(p, xp, axis=axis)
-    q = _normalized_clipped(xp, p, axis, epsilon)
+    q = _normalized_clipped(xp, p, axis, epsilon, check=not from_logits)
     focal = a * (1.0 - q) ** gamma * (-t * xp.log(q))
     return finish(xp, xp.sum(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
 
