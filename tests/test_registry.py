@@ -111,3 +111,26 @@ def test_from_config_refuses_unknown_keys():
 def test_reduction_validated():
     with pytest.raises(pl.ArgumentError, match='"auto" is "sum_over_batch_size"'):
         pl.CategoricalCrossentropy(reduction="auto")
+
+
+def test_keras_style_subclass_with_call():
+    class MeanAbsolute(pl.Loss):
+        def call(self, y_true, y_pred):
+            return abs(y_true - y_pred).mean(axis=-1)
+
+    loss = MeanAbsolute(reduction="sum")
+    assert loss.name == "mean_absolute"
+    np.testing.assert_allclose(loss([[0.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [1.0, 0.0]]), 0.5 + 0.5, rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="call"):
+        pl.Loss()([1.0], [1.0])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_class_dtype_option(dtype):
+    torch = pytest.importorskip("torch")
+    loss = pl.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+    out = loss(torch.tensor([0, 2]), torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]]))
+    assert out.dtype == getattr(torch, dtype)
+    x = np.float32([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]]).astype(np.float64)
+    expected = np.mean(np.log(np.exp(x).sum(axis=1)) - x[[0, 1], [0, 2]])  # LSE(x) - x_y, float64
+    np.testing.assert_allclose(float(out), expected, rtol=1e-2 if "16" in dtype else 1e-6)

@@ -83,14 +83,26 @@ class Loss:
         return self._dtype
 
     def call(self, y_true, y_pred):
-        """Per-sample losses and an optional boolean mask; implemented by subclasses."""
-        raise NotImplementedError
+        """Per-sample losses, as in Keras: override this in a subclass.
+
+        ``y_true`` and ``y_pred`` arrive as arrays of one namespace (``y_pred`` floating
+        point); return an array of per-sample losses, which ``__call__`` reduces.
+        """
+        msg = f"{type(self).__name__} must implement call(y_true, y_pred) returning per-sample losses."
+        raise NotImplementedError(msg)
+
+    def _values_and_mask(self, y_true, y_pred, xp):
+        """Per-sample losses and an optional boolean mask (``ignore_class``)."""
+        y_pred = as_array(y_pred, xp, name="y_pred")
+        if not xp.isdtype(y_pred.dtype, "real floating"):
+            y_pred = xp.astype(y_pred, xp.float32)
+        return self.call(as_array(y_true, xp, like=y_pred, name="y_true"), y_pred), None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         xp = namespace(y_true, y_pred, sample_weight, names=("y_true", "y_pred", "sample_weight"))
         if self._dtype is not None:
             y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), getattr(xp, self._dtype))
-        values, mask = self.call(y_true, y_pred)
+        values, mask = self._values_and_mask(y_true, y_pred, xp)
         out_dtype = values.dtype
         if is_half(out_dtype):  # reduce half-precision losses in float32
             values = xp.astype(values, xp.float32)
@@ -134,7 +146,10 @@ class LossFunctionWrapper(Loss):
         self._fn_kwargs = kwargs
 
     def call(self, y_true, y_pred):
-        return self.fn(y_true, y_pred, **self._fn_kwargs), None
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def _values_and_mask(self, y_true, y_pred, xp):
+        return self.call(y_true, y_pred), None  # the function converts its own inputs
 
     def get_config(self):
         config = super().get_config()
@@ -311,7 +326,7 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
             epsilon=C.check_epsilon(epsilon),
         )
 
-    def call(self, y_true, y_pred):
+    def _values_and_mask(self, y_true, y_pred, xp):
         return _ce._sparse_with_mask(y_true, y_pred, **self._fn_kwargs)
 
 
