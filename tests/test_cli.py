@@ -209,6 +209,7 @@ def test_bad_files(files, name, fragments):
         (["bce", "--reduction", "auto"], ["--reduction", "invalid choice"]),
         (["poisson", "--from-logits"], ["does not apply"]),
         (["bce", "--chunk-size", "0"], ["--chunk-size"]),
+        (["weighted_cross_entropy_with_logits"], ["--set pos_weight=VALUE"]),
     ],
 )
 def test_compute_bad_usage(args, fragments):
@@ -398,6 +399,7 @@ def test_explain_warns_about_mismatched_heads_and_imbalance():
         ("[[1, 0]]", json.dumps(P_CLASSIC), "does not fit"),
         ("[1, 2]", "[[0.1, NaN, 0.9], [0.2, 0.3, 0.5]]", "NaN"),
         ("[]", "[]", "empty"),
+        ("1", "0.5", "single number"),
     ],
 )
 def test_explain_bad_input(y_true, y_pred, fragment):

@@ -458,8 +458,12 @@ def build_loss(name: str, *, from_logits: bool = False, reduction: str = "sum_ov
     functions, classes = _registry()
     if key in _TF_NN:
         fn, call = _tf_nn_wrapper(key)
-        allowed = [p for p in inspect.signature(fn).parameters if p not in _TF_NN[key]]
+        params = inspect.signature(fn).parameters
+        allowed = [p for p in params if p not in _TF_NN[key]]
         _check_options(key, options, allowed)
+        for p in allowed:
+            if params[p].default is inspect.Parameter.empty and p not in options:
+                raise CliError(f"{key} needs `--set {p}=VALUE` (e.g. --set {p}=2)")
         if from_logits and key == "log_poisson_loss":
             raise CliError("`--from-logits` does not apply to log_poisson_loss: it takes log-rates (`--y-pred`)")
         return key, LossFunctionWrapper(call, reduction=reduction, name=key, **options)
@@ -565,7 +569,7 @@ def evaluate(loss, y_true, y_pred, sample_weight=None, *, chunk_rows: int | None
     try:
         for start in range(0, rows, chunk_rows):
             stop = min(start + chunk_rows, rows)
-            v, m = loss.call(y_true[start:stop], y_pred[start:stop])
+            v, m = _values_and_mask(loss, y_true[start:stop], y_pred[start:stop])
             values.append(np.asarray(v))
             masks.append(None if m is None else np.asarray(m))
             bar.update(stop)
@@ -578,6 +582,17 @@ def evaluate(loss, y_true, y_pred, sample_weight=None, *, chunk_rows: int | None
         if not np.all(np.isfinite(sample_weight)):
             raise CliError("`--sample-weight` contains NaN or inf")
     return np.asarray(reduce_values(values, np, reduction=loss.reduction, sample_weight=sample_weight, mask=mask))
+
+
+def _values_and_mask(loss, y_true, y_pred):
+    """Per-sample losses and the ``ignore_class`` mask (or None), as ``loss.__call__`` gets them."""
+    from probloss._compat import namespace
+
+    inner = getattr(loss, "_values_and_mask", None)
+    if inner is not None:
+        return inner(y_true, y_pred, namespace(y_true, y_pred))
+    out = loss.call(y_true, y_pred)
+    return out if isinstance(out, tuple) else (out, None)
 
 
 def _fmt(x) -> str:
@@ -692,6 +707,8 @@ def inspect_inputs(y_true: np.ndarray, y_pred: np.ndarray, *, force_logits: bool
     p = np.asarray(y_pred, dtype=np.float64)
     if t.size == 0 or p.size == 0:
         raise CliError("`--y-true` and `--y-pred` must not be empty")
+    if p.ndim == 0:
+        raise CliError("`--y-pred` is a single number; give a list with one prediction per label, e.g. '[0.5]'")
     for what, a in (("--y-true", t), ("--y-pred", p)):
         if not np.all(np.isfinite(a)):
             raise CliError(f"`{what}` contains NaN or inf; find where it first appears upstream")
@@ -1035,7 +1052,8 @@ def _cmd_explain(args) -> int:
     if mem:
         print()
         print(
-            f"Memory: as class indices these {mem['samples']:,} labels take {_nbytes(mem['int32_bytes'])} (int32; "
+            f"Memory: as class indices, {mem['samples']:,} label{'s' if mem['samples'] != 1 else ''} take "
+            f"{_nbytes(mem['int32_bytes'])} (int32; "
             f"{_nbytes(mem['int64_bytes'])} as the int64 PyTorch wants); one-hot float32 takes "
             f"{_nbytes(mem['one_hot_float32_bytes'])}, {mem['ratio']}x more (one float per class). Per million "
             f"samples: {_nbytes(mem['per_million_samples']['int32_bytes'])} vs "
