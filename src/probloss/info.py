@@ -23,6 +23,11 @@ gives the formula's value.  Bad values in ``p`` raise
 :class:`~probloss.LabelValueError`, bad values in ``q`` raise
 :class:`~probloss.PredictionValueError`; both are :class:`~probloss.ProblossError`.
 
+Inputs keep their array type, device and floating dtype; Python lists become float32 NumPy
+arrays (as everywhere in probloss), integer inputs such as counts (with ``normalize=True``)
+are computed in float32 unless the other input is floating, and float16 / bfloat16 are
+computed in float32 and cast back.
+
 The row-sum tolerance is ``|sum - 1| <= max(sqrt(eps), 1e-6)`` with ``eps`` the machine
 epsilon of the input dtype: about 3.5e-4 for float32, 1e-6 for float64, 0.03 for float16.
 
