@@ -105,8 +105,8 @@ def _build_parser() -> argparse.ArgumentParser:
     json_parent = _Parser(add_help=False)
     json_parent.add_argument("--json", action="store_true", help="write machine-readable JSON to stdout")
     data_parent = _Parser(add_help=False)
-    data_parent.add_argument("--y-true", required=True, metavar="A", help="labels: inline JSON or a file")
-    data_parent.add_argument("--y-pred", required=True, metavar="B", help="predictions: inline JSON or a file")
+    data_parent.add_argument("--y-true", required=True, metavar="A", help="labels: inline JSON or a .npy/.npz/.csv/.json file")
+    data_parent.add_argument("--y-pred", required=True, metavar="B", help="predictions: inline JSON or a .npy/.npz/.csv/.json file")
     data_parent.add_argument(
         "--chunk-size",
         type=_positive_int,
@@ -919,7 +919,7 @@ def explain(y_true: np.ndarray, y_pred: np.ndarray, *, force_logits: bool = Fals
         why = (
             "the labels are soft distributions over classes (e.g. label smoothing or distillation targets); "
             "categorical cross-entropy accepts soft labels, the sparse form cannot represent them. "
-            "kl_divergence gives the same gradients (it differs by the constant entropy of y_true)"
+            "kl_divergence gives the same gradients with respect to y_pred (it differs by the constant entropy of y_true)"
         )
         notes.append("sparse labels cannot hold soft distributions, so there is no memory saving to be had")
     elif lk in ("multi_hot", "binary", "soft_binary"):
