@@ -107,6 +107,9 @@ def check_axis(axis, ndim: int, name: str = "axis", what: str = "y_pred"):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         msg = f"`{name}` must be an integer; got {axis!r}."
         raise ArgumentError(msg)
+    if ndim == 0:
+        msg = f"`{what}` is a scalar (0 dimensions); a loss needs at least one axis, e.g. a batch of one: [[...]]."
+        raise ShapeError(msg)
     if not -ndim <= axis < ndim:
         msg = (
             f"`{name}`={axis} is out of range for `{what}` with {ndim} dimension(s); "
