@@ -20,6 +20,8 @@ from .functional import binary_crossentropy as binary_crossentropy
 from .functional import binary_focal_crossentropy as binary_focal_crossentropy
 from .functional import categorical_crossentropy as categorical_crossentropy
 from .functional import categorical_focal_crossentropy as categorical_focal_crossentropy
+from .functional import ctc as ctc
+from .functional import ctc_loss as ctc_loss
 from .functional import kl_divergence as kl_divergence
 from .functional import log_poisson_loss as log_poisson_loss
 from .functional import poisson as poisson
@@ -30,6 +32,7 @@ from .functional import sparse_softmax_cross_entropy_with_logits as sparse_softm
 from .functional import weighted_cross_entropy_with_logits as weighted_cross_entropy_with_logits
 from .losses import BinaryCrossentropy as BinaryCrossentropy
 from .losses import BinaryFocalCrossentropy as BinaryFocalCrossentropy
+from .losses import CTC as CTC
 from .losses import CategoricalCrossentropy as CategoricalCrossentropy
 from .losses import CategoricalFocalCrossentropy as CategoricalFocalCrossentropy
 from .losses import KLDivergence as KLDivergence
@@ -46,6 +49,7 @@ __all__ = [
     "ArgumentError",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
+    "CTC",
     "CategoricalCrossentropy",
     "CategoricalFocalCrossentropy",
     "KLDivergence",
@@ -63,6 +67,8 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "ctc",
+    "ctc_loss",
     "deserialize",
     "get",
     "info",

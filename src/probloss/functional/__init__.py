@@ -9,6 +9,7 @@ from .crossentropy import (
     sparse_softmax_cross_entropy_with_logits,
     weighted_cross_entropy_with_logits,
 )
+from .ctc import ctc, ctc_loss
 from .divergence import kl_divergence
 from .focal import binary_focal_crossentropy, categorical_focal_crossentropy
 from .poisson import log_poisson_loss, poisson
@@ -18,6 +19,8 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "ctc",
+    "ctc_loss",
     "kl_divergence",
     "log_poisson_loss",
     "poisson",
