@@ -345,6 +345,23 @@ def test_input_length_zero():
     np.testing.assert_allclose(ctc_loss(x, [[1], [1]], [0, 3], [0, 1]), expected, rtol=2e-6)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_edge_shapes(eager_backend, native):
+    b = eager_backend
+    zeros = lambda *shape: b.asarray(np.zeros(shape, np.float32))  # noqa: E731
+    # Empty batch: per-sequence (0,), the reductions 0.
+    empty = ctc_loss(zeros(0, 4, 3), _arr(b, np.zeros((0, 2), np.int64)), _arr(b, np.zeros(0, np.int64)), _arr(b, np.zeros(0, np.int64)), native=native)
+    assert tuple(empty.shape) == (0,)
+    assert float(ctc_loss(zeros(0, 4, 3), _arr(b, np.zeros((0, 2), np.int64)), [], [], reduction="mean", native=native)) == 0.0
+    # Labels of width 0 (all empty): PyTorch gives -log P(all blanks).
+    expected, _ = torch_ref(np.zeros((2, 4, 3)), np.zeros((2, 0), np.int64), np.array([4, 2]), np.array([0, 0]))
+    got = ctc_loss(zeros(2, 4, 3), _arr(b, np.zeros((2, 0), np.int64)), [4, 2], [0, 0], native=native)
+    np.testing.assert_allclose(b.to_numpy(got), expected, rtol=1e-6)
+    # No frames at all: an empty label sequence costs 0, a nonempty one is impossible.
+    got = ctc_loss(zeros(2, 0, 3), _arr(b, np.ones((2, 1), np.int64)), [0, 0], [0, 1], zero_infinity=True, native=native)
+    assert b.to_numpy(got).tolist() == [0.0, 0.0]
+
+
 # ------------------------------------------------------------------ fast paths vs generic
 
 

@@ -345,7 +345,7 @@ def _ctc_nll(xp, lp, labels, input_lengths, label_lengths, blank, zero_infinity,
     PyTorch path must correct its kernel's gradient.
     """
     B, T, _ = lp.shape
-    if native and T > 0 and is_torch(xp):
+    if native and T > 0 and B > 0 and is_torch(xp):  # the kernel refuses empty inputs
         return _torch_nll(lp, labels, input_lengths, label_lengths, blank, zero_infinity, free_log_probs)
     if T == 0:  # no frames: probability 1 for an empty label sequence, 0 otherwise
         loglik = xp.where(label_lengths == 0, xp.zeros((B,), dtype=lp.dtype, device=device_of(lp)), _full(xp, lp, (B,), LOG_ZERO))
@@ -372,12 +372,15 @@ def _loglik(xp, lp, labels, input_lengths, label_lengths, blank, scan):
     in_label = xp.arange(S, device=dev)[None, :] < label_lengths[:, None]
     blanks = xp.full((B, S), blank, dtype=labels.dtype, device=dev)
     lab = xp.where(in_label, labels, blanks)
-    ext = xp.concat([xp.reshape(xp.stack([blanks, lab], axis=2), (B, 2 * S)), blanks[:, :1] if S else xp.full((B, 1), blank, dtype=labels.dtype, device=dev)], axis=1)
+    tail = xp.full((B, 1), blank, dtype=labels.dtype, device=dev)
+    ext = xp.concat([xp.reshape(xp.stack([blanks, lab], axis=2), (B, 2 * S)), tail], axis=1)  # (B, P)
     emit = _gather_classes(xp, lp, ext)  # (B, T, P): log p_t(l'_s)
     emit = xp.permute_dims(emit, (1, 0, 2))  # (T, B, P)
     # The skip s-2 -> s is allowed at a label position whose label differs from l'_{s-2}.
     pos = xp.arange(P, device=dev)
-    differs = xp.concat([xp.zeros((B, 2), dtype=xp.bool, device=dev), ext[:, 2:] != ext[:, :-2]], axis=1)[:, :P]
+    differs = xp.zeros((B, P), dtype=xp.bool, device=dev)
+    if P > 2:
+        differs = xp.concat([differs[:, :2], ext[:, 2:] != ext[:, :-2]], axis=1)
     skip_ok = differs & (pos % 2 == 1)[None, :]
     zero = xp.zeros((), dtype=lp.dtype, device=dev)
     log_zero = _full(xp, lp, (), LOG_ZERO)
@@ -393,7 +396,9 @@ def _loglik(xp, lp, labels, input_lengths, label_lengths, blank, scan):
     # Every alpha_t is kept and the one at t = input_length - 1 is read at the end: cheaper
     # under autodiff than freezing alpha with a `where` at each step (the framework keeps
     # these arrays for the backward pass anyway).
-    if scan is None:
+    if T == 1:
+        alphas = alpha[None, ...]
+    elif scan is None:
         alphas = [alpha]
         for emit_t in xp.unstack(emit[1:, ...], axis=0):
             alpha = step(alpha, emit_t)
@@ -416,7 +421,7 @@ def _loglik(xp, lp, labels, input_lengths, label_lengths, blank, scan):
 def _from_loglik(xp, loglik, zero_infinity):
     """``-loglik``; impossible rows give ``inf`` (or 0), always with zero gradient."""
     impossible = loglik < IMPOSSIBLE_BELOW
-    nll = -xp.where(impossible, xp.zeros_like(loglik), loglik)
+    nll = 0.0 - xp.where(impossible, xp.zeros_like(loglik), loglik)  # 0.0 - x: no -0.0
     return xp.where(impossible, xp.zeros_like(nll) if zero_infinity else xp.full_like(nll, float("inf")), nll)
 
 
