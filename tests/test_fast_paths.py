@@ -35,7 +35,7 @@ def _soft64(x, t, axis):
     return np.sum(t64 * (np.expand_dims(_lse64(x64, axis), axis) - x64), axis=axis)
 
 
-CASES = [((6, 5), -1), ((3, 5, 4), 1), ((2, 3, 4, 5), 2), ((4, 3, 2), 0), ((7,), 0)]
+CASES = [((6, 5), -1), ((5, 40), -1), ((3, 5, 4), 1), ((2, 3, 4, 5), 2), ((4, 3, 2), 0), ((7,), 0)]
 
 
 def _data(shape, axis, seed=0, scale=3.0):
@@ -207,24 +207,25 @@ def test_torch_fast_path_keeps_precision_for_large_logits():
 @pytest.mark.parametrize("chunk", [1, 2, 5, None])
 @pytest.mark.parametrize("layout", ["2d", "3d"])
 @pytest.mark.parametrize("inplace", [False, True])
-def test_torch_kernels_with_weights_smoothing_chunks_and_inplace(chunk, layout, inplace):
+@pytest.mark.parametrize("k", [5, 40])  # 40: the fused-kernel path on CPU
+def test_torch_kernels_with_weights_smoothing_chunks_and_inplace(chunk, layout, inplace, k):
     """Kernel level: nll and the weighted smoothing term against float64 formulas."""
     torch = _torch()
     from probloss.torch._kernels import soft_target_ce, sparse_ce
 
     rng = np.random.default_rng(7)
-    shape = (7, 5) if layout == "2d" else (7, 5, 3)
+    shape = (7, k) if layout == "2d" else (7, k, 3)
     x = rng.standard_normal(shape) * 2
-    y = rng.integers(0, 5, (shape[0],) + shape[2:])
-    w = rng.random(5) + 0.2
+    y = rng.integers(0, k, (shape[0],) + shape[2:])
+    w = rng.random(k) + 0.2
     t = rng.random(shape)
     g1 = rng.standard_normal(y.shape)
     g2 = rng.standard_normal(y.shape)
-    wb = w.reshape((1, 5) + (1,) * (len(shape) - 2))
+    wb = w.reshape((1, k) + (1,) * (len(shape) - 2))
     lse = _lse64(x, 1)
     logp = x - np.expand_dims(lse, 1)
     p = np.exp(logp)
-    hot = np.moveaxis(np.eye(5)[y], -1, 1)
+    hot = np.moveaxis(np.eye(k)[y], -1, 1)
     # sparse: nll = -logp[y], smoothing = -sum_c w_c logp_c
     nll_ref = -np.sum(hot * logp, axis=1)
     sm_ref = -np.sum(wb * logp, axis=1)
@@ -238,7 +239,7 @@ def test_torch_kernels_with_weights_smoothing_chunks_and_inplace(chunk, layout, 
     np.testing.assert_allclose(xt.grad.numpy(), dx_ref, rtol=1e-10, atol=1e-12)
     # soft targets, weighted and smoothed: sum_c w_c q_c (lse - x_c), q = (1 - e) t + e / K
     e = 0.3
-    q = (1 - e) * t + e / 5
+    q = (1 - e) * t + e / k
     loss_ref = np.sum(wb * q * (np.expand_dims(lse, 1) - x), axis=1)
     c_ref = np.sum(wb * q, axis=1)
     dx_ref = p * np.expand_dims(g1 * c_ref, 1) - np.expand_dims(g1, 1) * wb * q

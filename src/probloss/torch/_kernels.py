@@ -1,26 +1,32 @@
 """Chunked softmax cross-entropy for torch: custom autograd Functions.
 
-The per-row loss of a softmax cross-entropy needs one log-sum-exp per row, and its
-gradient is ``softmax - target``.  ``torch.nn.functional.cross_entropy`` instead keeps
-the whole ``N x K`` log-softmax for backward and builds the gradient through two more
-``N x K`` buffers (four in flight at its peak, counting the logits).  The Functions here
-keep only what the gradient needs:
+The per-row loss of a softmax cross-entropy needs only row statistics of the logits, and
+its gradient is ``softmax - target``.  ``torch.nn.functional.cross_entropy`` instead
+keeps the whole ``N x K`` log-softmax for backward and builds the gradient through two
+more ``N x K`` buffers (four in flight at its peak, counting the logits).  The
+Functions here keep nothing of size ``N x K`` except the caller's own tensors:
 
-* forward: one float32 log-sum-exp per row (and, with soft targets, ``sum(t)`` per row),
-  computed in row chunks, so the only ``N x K``-sized temporary is one chunk;
+* forward: the log-softmax of one chunk of rows at a time, in a small reused scratch
+  buffer, reduced at once to the per-row loss; the Function saves the logits and
+  targets (references to the caller's tensors, not copies) and ``O(N)`` statistics;
 * backward: the gradient is written into **one** buffer of the logits' shape, chunk by
-  chunk (``exp(x - lse)``, scaled, minus the target term), with each chunk's passes
-  running while it is still in cache.  With ``inplace=True`` that buffer is the logits
-  tensor itself, which is then overwritten.
+  chunk: ``softmax(x)`` (torch's fused kernel, recomputing the row max and sum while
+  the chunk is in cache), scaled per row, minus the target term.  With
+  ``inplace=True`` that buffer is the logits tensor itself, which is overwritten.
+
+Recomputing the row statistics in backward measured faster on CPU than reusing a saved
+log-sum-exp (one fused kernel instead of ``sub``, ``exp`` and ``mul`` passes), and it
+keeps the values bit-identical to ``F.cross_entropy``'s log-softmax.
 
 Layout: ``x`` is ``(A, K)`` (class axis last) or ``(A, K, B)`` (class axis in the middle,
 as torch's ``(N, C, d1, ...)``); chunks run over ``A``.  Half-precision logits are
-reduced in float32 per chunk, and the gradient is returned in the logits' dtype with
-the ``-1`` of the target applied in float32 before rounding.
+converted to float32 one chunk at a time, the loss is float32, and the gradient is
+returned in the logits' dtype with the target's ``-1`` applied in float32 before
+rounding.
 
-Nothing here branches on tensor values, but the chunk loops are Python loops over
-shapes; under ``torch.compile`` callers wrap these Functions with
-:func:`torch.compiler.disable` (a graph break, then eager kernels).
+Nothing here branches on tensor values, but the chunk loops are Python loops; callers
+wrap these Functions with :func:`torch.compiler.disable` (under ``torch.compile`` that
+is a graph break, then the eager kernels run).
 """
 
 from __future__ import annotations
@@ -30,10 +36,28 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["SoftTargetCE", "SparseCE", "chunk_rows", "soft_target_ce", "sparse_ce"]
 
-# Elements per chunk: small enough that a chunk (and its float32 temporaries) stays in
-# the CPU's cache between the passes over it; on a GPU, large enough to fill the device.
+# Elements per chunk: on CPU small enough that a chunk (and its float32 scratch) stays in
+# cache between the passes over it; on a GPU large enough to fill the device.
 _CPU_CHUNK_ELEMS = 1 << 18
-_GPU_CHUNK_ELEMS = 1 << 26
+_GPU_CHUNK_ELEMS = 1 << 24
+
+_SMALL_K = 32  # below this, torch's CPU (log_)softmax kernels along the last dim are slow
+
+
+def _log_softmax_small(x, dim, half_to_float, *, out):
+    """``x - logsumexp(x)`` into ``out``: faster than the fused kernel for a few classes."""
+    return torch.sub(x, torch.logsumexp(x, dim, keepdim=True), out=out)
+
+
+def _softmax_small(x, dim, half_to_float, *, out):
+    return _log_softmax_small(x, dim, half_to_float, out=out).exp_()
+
+
+def _kernels(x: torch.Tensor):
+    """``(log_softmax_out, softmax_out)`` suited to ``x``'s device and layout."""
+    if x.device.type == "cpu" and x.ndim == 2 and x.shape[1] < _SMALL_K:
+        return _log_softmax_small, _softmax_small
+    return torch.ops.aten._log_softmax.out, torch.ops.aten._softmax.out
 
 
 def chunk_rows(x: torch.Tensor, chunk_size: int | None = None) -> int:
@@ -45,58 +69,65 @@ def chunk_rows(x: torch.Tensor, chunk_size: int | None = None) -> int:
     return max(1, target // per_row)
 
 
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
 def _stat_dtype(x: torch.Tensor) -> torch.dtype:
-    """Row statistics are float32 for half inputs, else the input's dtype."""
+    """Row statistics and scratch are float32 for half inputs, else the input's dtype."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _lse_rows(x: torch.Tensor, rows: int, weight: torch.Tensor | None, smooth: bool):
-    """Per-row log-sum-exp over dim 1 and, when ``smooth``, ``sum_c w_c (lse - x_c)``.
+class _Scratch:
+    """Reused chunk-sized buffers in the statistics dtype (one per role)."""
 
-    The smoothing sum is taken over ``lse - x`` (not ``W lse - sum(w x)``), so it keeps
-    the precision of a log-softmax even when the logits are large.
+    def __init__(self, x: torch.Tensor, rows: int, dtype: torch.dtype):
+        self.shape = (min(rows, x.shape[0]),) + tuple(x.shape[1:])
+        self.dtype, self.device = dtype, x.device
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, role: str, n: int) -> torch.Tensor:
+        buf = self._bufs.get(role)
+        if buf is None:
+            buf = self._bufs[role] = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        return buf[:n]
+
+
+def _apply(kernel, xc: torch.Tensor, out: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """``kernel`` (log-softmax or softmax over dim 1) of the chunk ``xc`` into ``out``.
+
+    ``out`` is float32/float64; half inputs are converted first (on CUDA by the kernel
+    itself, on CPU through a scratch buffer, since torch's CPU kernels cannot convert).
     """
-    a = x.shape[0]
-    stat_shape = (a,) + tuple(x.shape[2:])
-    dt = _stat_dtype(x)
-    lse = torch.empty(stat_shape, dtype=dt, device=x.device)
-    smoothing = torch.empty(stat_shape, dtype=dt, device=x.device) if smooth else None
-    for s in range(0, a, rows):
-        xc = _f32(x[s : s + rows])
-        lc = lse[s : s + rows]
-        torch.logsumexp(xc, 1, out=lc)
-        if smooth:
-            d = torch.sub(lc.unsqueeze(1), xc)
-            if weight is None:
-                torch.sum(d, 1, out=smoothing[s : s + rows])
-            elif d.ndim == 2:
-                torch.mv(d, weight, out=smoothing[s : s + rows])
-            else:
-                smoothing[s : s + rows].copy_(torch.einsum("akb,k->ab", d, weight))
-    return lse, smoothing
+    if xc.dtype == out.dtype:
+        kernel(xc, 1, False, out=out)
+    elif xc.device.type != "cpu" and out.dtype == torch.float32:
+        kernel(xc, 1, True, out=out)
+    else:
+        tmp = scratch.get("convert", xc.shape[0])
+        tmp.copy_(xc)
+        kernel(tmp, 1, False, out=out)
+    return out
 
 
-def _gather_rows(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return _f32(torch.gather(x, 1, y.unsqueeze(1)).squeeze(1))
+def _wview(weight: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Class weights shaped to broadcast along dim 1 of an ``ndim``-dimensional chunk."""
+    return weight.view((1, -1) + (1,) * (ndim - 2))
+
+
+def _stat(x: torch.Tensor, dtype) -> torch.Tensor:
+    return torch.empty((x.shape[0],) + tuple(x.shape[2:]), dtype=dtype, device=x.device)
 
 
 class SparseCE(torch.autograd.Function):
-    """Per-position ``nll = lse(x) - x[y]`` and, with ``smooth``, ``sum_c w_c (lse - x_c)``.
+    """Per-position ``nll = -log_softmax(x)[y]`` and, with ``smooth``, ``-sum_c w_c log_softmax(x)_c``.
 
     Inputs: ``x`` ``(A, K[, B])`` floating; ``y`` int64 ``(A[, B])`` with every index in
-    ``[0, K)`` (callers map ignored positions to 0 and zero their loss outside);
-    ``weight`` ``(K,)`` float32 or ``None`` (used by the smoothing term only);
+    ``[0, K)`` (callers map ignored positions to a valid class and zero their loss
+    outside); ``weight`` ``(K,)`` or ``None`` (ones; used by the smoothing term only);
     ``smooth`` bool; ``inplace`` bool; ``chunk`` rows or ``None``.
 
-    Returns ``nll`` (float32, or float64 for float64 input), and ``smoothing`` when
+    Returns ``nll`` (float32, or float64 for float64 input), and the smoothing term when
     ``smooth`` is set.  Backward, for upstream ``g1`` (of nll) and ``g2`` (of the
     smoothing term)::
 
-        dx = softmax(x) * (g1 + W g2) - g1 * onehot(y) - g2 * w,   W = sum(w)
+        dx = softmax(x) (g1 + W g2) - g1 onehot(y) - g2 w,     W = sum(w)
 
     written into one buffer (the logits themselves when ``inplace``).
     """
@@ -104,150 +135,160 @@ class SparseCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, weight, smooth, inplace, chunk):
         rows = chunk_rows(x, chunk)
+        dt = _stat_dtype(x)
         if weight is not None:
-            weight = weight.to(device=x.device, dtype=_stat_dtype(x))
-        lse, smoothing = _lse_rows(x, rows, weight, smooth)
-        nll = lse - _gather_rows(x, y)
-        ctx.save_for_backward(x, y, lse, weight)
+            weight = weight.to(device=x.device, dtype=dt)
+        scratch = _Scratch(x, rows, dt)
+        log_softmax_out = _kernels(x)[0]
+        nll = _stat(x, dt)
+        smoothing = _stat(x, dt) if smooth else None
+        idx = y.unsqueeze(1)
+        for s in range(0, x.shape[0], rows):
+            e = s + rows
+            xc = x[s:e]
+            logp = _apply(log_softmax_out, xc, scratch.get("logp", xc.shape[0]), scratch)
+            torch.gather(logp, 1, idx[s:e], out=nll[s:e].unsqueeze(1))
+            if smooth:
+                if weight is None:
+                    torch.sum(logp, 1, out=smoothing[s:e])
+                elif logp.ndim == 2:
+                    torch.mv(logp, weight, out=smoothing[s:e])
+                else:
+                    smoothing[s:e].copy_(torch.einsum("akb,k->ab", logp, weight))
+        nll.neg_()
+        if smooth:
+            smoothing.neg_()
+        ctx.save_for_backward(x, y, weight)
         ctx.rows, ctx.smooth, ctx.inplace = rows, smooth, inplace
         return (nll, smoothing) if smooth else nll
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g1, *rest):
-        x, y, lse, weight = ctx.saved_tensors
+        x, y, weight = ctx.saved_tensors
         g2 = rest[0] if ctx.smooth else None
-        dx = _softmax_grad(x, y, lse, g1, g2, weight, ctx.rows, ctx.inplace)
-        return dx, None, None, None, None, None
-
-
-def _softmax_grad(x, y, lse, g1, g2, weight, rows, inplace):
-    """``softmax(x) * (g1 + W g2) - g1 onehot(y) - g2 w`` into one buffer, by chunks."""
-    k = x.shape[1]
-    dt = lse.dtype
-    g1 = g1.to(dt)
-    if g2 is not None:
-        g2 = g2.to(dt)
-        total_w = weight.sum() if weight is not None else k
-        coef = g1 + g2 * total_w
-    else:
+        dt = _stat_dtype(x)
+        g1 = g1.to(dt)
         coef = g1
-    same = x.dtype == dt
+        w = None
+        if g2 is not None:
+            g2 = g2.to(dt)
+            total_w = weight.sum() if weight is not None else x.shape[1]
+            coef = g1 + g2 * total_w
+            w = None if weight is None else _wview(weight, x.ndim)
+        neg_g1 = (-g1).unsqueeze(1)
+        idx = y.unsqueeze(1)
+
+        def finish(buf, s, e):
+            buf.mul_(coef[s:e].unsqueeze(1))
+            if g2 is not None:
+                g2c = g2[s:e].unsqueeze(1)
+                buf.sub_(g2c if w is None else g2c * w)
+            buf.scatter_add_(1, idx[s:e], neg_g1[s:e])
+
+        return _grad_by_chunks(x, ctx.rows, ctx.inplace, finish), None, None, None, None, None
+
+
+def _grad_by_chunks(x, rows, inplace, finish):
+    """``softmax(x)`` chunk by chunk, completed by ``finish(buf, s, e)``, in one buffer."""
+    dt = _stat_dtype(x)
     out = x if inplace else torch.empty_like(x, memory_format=torch.contiguous_format)
-    neg_g1 = -g1
+    direct = not inplace and x.dtype == dt  # write straight into the gradient buffer
+    scratch = _Scratch(x, rows, dt)
+    softmax_out = _kernels(x)[1]
     for s in range(0, x.shape[0], rows):
         e = s + rows
         xc = x[s:e]
-        oc = out[s:e]
-        buf = oc if same else None
-        if buf is not None:
-            torch.sub(xc, lse[s:e].unsqueeze(1), out=buf)
-        else:
-            buf = xc.float().sub_(lse[s:e].unsqueeze(1))
-        buf.exp_()
-        buf.mul_(coef[s:e].unsqueeze(1))
-        if g2 is not None:
-            g2c = g2[s:e].unsqueeze(1)
-            buf.sub_(g2c if weight is None else g2c * _wview(weight, xc.ndim))
-        buf.scatter_add_(1, y[s:e].unsqueeze(1), neg_g1[s:e].unsqueeze(1))
-        if buf is not oc:
-            oc.copy_(buf)
+        buf = out[s:e] if direct else scratch.get("grad", xc.shape[0])
+        _apply(softmax_out, xc, buf, scratch)
+        finish(buf, s, e)
+        if not direct:
+            out[s:e].copy_(buf)
     return out.detach() if inplace else out
 
 
 class SoftTargetCE(torch.autograd.Function):
-    """Per-position ``sum_c w_c q_c (lse(x) - x_c)`` with ``q = (1 - eps) t + eps / K``.
+    """Per-position ``-sum_c w_c q_c log_softmax(x)_c`` with ``q = (1 - eps) t + eps / K``.
 
     ``t`` (soft or one-hot targets) has the shape of ``x`` (``(A, K[, B])``); ``weight``
     is ``(K,)`` or ``None`` (all ones); ``eps`` is the label smoothing.  Saves ``x`` and
-    ``t`` (references, no copies) and two float32 statistics per row: ``lse`` and
+    ``t`` (references, no copies) and one statistic per row,
     ``c = (1 - eps) sum(w t) + eps W / K``.  Backward, for upstream ``g``::
 
         dx = g (softmax(x) c - (1 - eps) w t - (eps / K) w)
-        dt = g (1 - eps) w (lse - x)                          (only if t needs grad)
+        dt = -g (1 - eps) w log_softmax(x)                     (only if t needs grad)
     """
 
     @staticmethod
     def forward(ctx, x, t, weight, eps, inplace, chunk):
         rows = chunk_rows(x, chunk)
-        a, k = x.shape[0], x.shape[1]
+        k = x.shape[1]
         dt = _stat_dtype(x)
-        stat_shape = (a,) + tuple(x.shape[2:])
-        lse = torch.empty(stat_shape, dtype=dt, device=x.device)
-        coef = torch.empty(stat_shape, dtype=dt, device=x.device)
-        loss = torch.empty(stat_shape, dtype=dt, device=x.device)
-        w = None if weight is None else _wview(weight.to(dt), x.ndim)
-        total_w = float(k) if weight is None else weight.to(dt).sum()
-        for s in range(0, a, rows):
+        scratch = _Scratch(x, rows, dt)
+        coef = _stat(x, dt)
+        loss = _stat(x, dt)
+        if weight is not None:
+            weight = weight.to(device=x.device, dtype=dt)
+        w = None if weight is None else _wview(weight, x.ndim)
+        total_w = float(k) if weight is None else weight.sum()
+        smooth_part = _stat(x, dt) if eps else None
+        log_softmax_out = _kernels(x)[0]
+        for s in range(0, x.shape[0], rows):
             e = s + rows
-            xc = _f32(x[s:e])
-            tc = t[s:e]
-            lc = lse[s:e]
-            torch.logsumexp(xc, 1, out=lc)
-            wt = tc if w is None else tc * w
-            torch.sum(wt, 1, dtype=dt, out=coef[s:e])
-            # sum_c w_c q_c (lse - x_c), elementwise first: the precision of a log-softmax.
-            d = torch.sub(lc.unsqueeze(1), xc)
+            xc, tc = x[s:e], t[s:e]
+            logp = _apply(log_softmax_out, xc, scratch.get("logp", xc.shape[0]), scratch)
             if w is not None:
-                d.mul_(w)
-            smooth_part = d.sum(1).mul_(eps / k) if eps else None
-            torch.sum(d.mul_(tc), 1, out=loss[s:e])
+                logp.mul_(w)
             if eps:
-                loss[s:e].mul_(1.0 - eps).add_(smooth_part)
+                torch.sum(logp, 1, out=smooth_part[s:e])
+            torch.sum(logp.mul_(tc), 1, out=loss[s:e])
+            wt = tc if w is None else scratch.get("wt", xc.shape[0]).copy_(tc).mul_(w)
+            torch.sum(wt, 1, dtype=dt, out=coef[s:e])
+        loss.neg_()
         if eps:
+            loss.mul_(1.0 - eps).sub_(smooth_part.mul_(eps / k))
             coef.mul_(1.0 - eps).add_(eps * total_w / k)
-        ctx.save_for_backward(x, t, lse, coef, weight)
+        ctx.save_for_backward(x, t, coef, weight)
         ctx.rows, ctx.inplace, ctx.eps = rows, inplace, eps
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        x, t, lse, coef, weight = ctx.saved_tensors
+        x, t, coef, weight = ctx.saved_tensors
         rows, eps = ctx.rows, ctx.eps
         k = x.shape[1]
-        g = g.to(lse.dtype)
-        w = None if weight is None else _wview(weight.to(lse.dtype), x.ndim)
-        gc_all = g * coef
-        g_t = g * (1.0 - eps)
+        dt = _stat_dtype(x)
+        g = g.to(dt)
+        w = None if weight is None else _wview(weight, x.ndim)
+        g_all = (g * coef).unsqueeze(1)
+        g_t = (g * (1.0 - eps)).unsqueeze(1)
+        g_eps = (g * (eps / k)).unsqueeze(1)
         dt_grad = None
         if ctx.needs_input_grad[1]:
-            # dt = g (1 - eps) w (lse - x); computed before x may be overwritten in place.
+            # dt = -g (1 - eps) w log_softmax(x); computed before x may be overwritten.
             dt_grad = torch.empty_like(t, memory_format=torch.contiguous_format)
+            scratch = _Scratch(x, rows, dt)
+            log_softmax_out = _kernels(x)[0]
             for s in range(0, x.shape[0], rows):
                 e = s + rows
-                d = torch.sub(lse[s:e].unsqueeze(1), _f32(x[s:e])).mul_(g_t[s:e].unsqueeze(1))
+                logp = _apply(log_softmax_out, x[s:e], scratch.get("logp", x[s:e].shape[0]), scratch)
+                logp.mul_(g_t[s:e]).neg_()
                 if w is not None:
-                    d.mul_(w)
-                dt_grad[s:e].copy_(d)
+                    logp.mul_(w)
+                dt_grad[s:e].copy_(logp)
         dx = None
         if ctx.needs_input_grad[0]:
-            same = x.dtype == lse.dtype
-            out = x if ctx.inplace else torch.empty_like(x, memory_format=torch.contiguous_format)
-            for s in range(0, x.shape[0], rows):
-                e = s + rows
-                oc = out[s:e]
-                if same:
-                    buf = oc
-                    torch.sub(x[s:e], lse[s:e].unsqueeze(1), out=buf)
-                else:
-                    buf = x[s:e].float().sub_(lse[s:e].unsqueeze(1))
-                buf.exp_()
-                buf.mul_(gc_all[s:e].unsqueeze(1))
+
+            def finish(buf, s, e):
+                buf.mul_(g_all[s:e])
                 tc = t[s:e] if w is None else t[s:e] * w
-                buf.addcmul_(tc, g_t[s:e].unsqueeze(1), value=-1.0)
+                buf.addcmul_(tc, g_t[s:e], value=-1.0)
                 if eps:
-                    ge = g[s:e].unsqueeze(1) * (eps / k)
-                    buf.sub_(ge if w is None else ge * w)
-                if buf is not oc:
-                    oc.copy_(buf)
-            dx = out.detach() if ctx.inplace else out
+                    buf.sub_(g_eps[s:e] if w is None else g_eps[s:e] * w)
+
+            dx = _grad_by_chunks(x, rows, ctx.inplace, finish)
         return dx, dt_grad, None, None, None, None
-
-
-def _wview(weight: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Class weights shaped to broadcast along dim 1 of an ``ndim``-dimensional chunk."""
-    return weight.view((1, -1) + (1,) * (ndim - 2))
 
 
 @torch.compiler.disable
