@@ -428,8 +428,8 @@ def test_dtypes_and_lists():
     lists = ctc_loss(logits.tolist(), padded.tolist(), il.tolist(), ll.tolist())
     assert isinstance(lists, np.ndarray) and lists.dtype == np.float32
     np.testing.assert_allclose(lists, ref32)
-    # NumPy lengths next to torch scores are accepted; whole-valued float lengths too.
-    out = ctc_loss(torch.tensor(logits), torch.tensor(padded), il, ll.astype(np.float32))
+    # Lengths as Python lists next to torch scores; whole-valued float lengths.
+    out = ctc_loss(torch.tensor(logits), torch.tensor(padded), il.tolist(), torch.tensor(ll, dtype=torch.float32))
     np.testing.assert_allclose(out.numpy(), ref32, rtol=1e-6)
     # None lengths: all frames, full label width
     full = ctc_loss(logits[:1], clean[:1], None, None)
@@ -472,6 +472,7 @@ X = np.zeros((2, 4, 3), np.float32)
         (lambda: ctc_loss(X, [[1, 2], [1, 1]], [4, 4], [2, 2], from_logits=1), pl.ArgumentError, ["from_logits"]),
         (lambda: ctc_loss(X.astype(np.int32), [[1], [1]], [4, 4], [1, 1]), pl.ProblossTypeError, ["floating"]),
         (lambda: ctc_loss(np.full((2, 4, 3), np.nan, np.float32), [[1], [1]], [4, 4], [1, 1]), pl.PredictionValueError, ["nan", "log_probs_or_logits"]),
+        (lambda: ctc_loss(torch.zeros(2, 4, 3), [[1], [1]], np.array([4, 4]), [1, 1]), pl.ProblossTypeError, ["different array libraries", "input_lengths"]),
         (lambda: pl.ctc([[1, 2]], X[:1, :, :, None]), pl.ShapeError, ["y_pred", "(batch, time, classes)"]),
         (lambda: pl.ctc([1, 2], X[:1]), pl.ShapeError, ["y_true", "(batch, max_label_length)"]),
         (lambda: pl.ctc([[1, 2], [1, 2], [1, 2]], X), pl.ShapeError, ["3 rows", "batch size 2"]),

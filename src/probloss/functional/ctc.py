@@ -135,7 +135,7 @@ def ctc(y_true, y_pred):
     >>> np.round(pl.ctc([[1, 2, 1, 0], [1, 2, 2, 0]], logits), 5)
     array([2.44293, 4.38458], dtype=float32)
     """
-    xp = namespace(y_true, y_pred)
+    xp = namespace(y_true, y_pred, names=("y_true", "y_pred"))
     x, out_dtype = _prediction(xp, y_pred, "y_pred")
     if x.ndim != 3:
         msg = (
@@ -157,9 +157,11 @@ def ctc(y_true, y_pred):
     label_lengths = xp.sum(xp.astype(labels != 0, labels.dtype), axis=1)
     input_lengths = xp.full((B,), T, dtype=labels.dtype, device=device_of(x))
     if C.eager(x, labels):
-        _check_finite_scores(xp, x, "y_pred")
-        _check_keras_labels(xp, labels, K)
-        _check_label_vs_input(xp, label_lengths, input_lengths, "y_true", "T")
+        _run_checks(xp, [
+            _scores_check(xp, x, "y_pred"),
+            *_keras_label_checks(xp, labels, K),
+            _length_check(xp, label_lengths, input_lengths, "y_true", "T"),
+        ])
     lp = log_softmax(x, xp, axis=-1)
     return _finish(xp, _ctc_nll(xp, lp, labels, input_lengths, label_lengths, 0, False, False, True), out_dtype)
 
@@ -214,7 +216,9 @@ def ctc_loss(
         ignored (any padding value).  PyTorch's 1-D concatenated form is not accepted:
         pad it first.
     input_lengths : array_like of int, shape (B,) or scalar, or None
-        Number of valid frames per sequence, in ``[0, T]``; ``None`` means ``T``.
+        Number of valid frames per sequence, in ``[0, T]``; ``None`` means ``T``.  Like
+        ``labels``, a list or an array of the scores' own library (PyTorch's CPU length
+        tensors with CUDA scores are moved to the scores' device).
     label_lengths : array_like of int, shape (B,) or scalar, or None
         Number of labels per sequence, in ``[0, S]``; ``None`` means ``S``.
     blank : int, default 0
@@ -292,7 +296,7 @@ def ctc_loss(
     native = C.check_bool("native", native)
     reduction = _check_reduction(reduction)
     name = "log_probs_or_logits"
-    xp = namespace(log_probs_or_logits)
+    xp = namespace(log_probs_or_logits, labels, input_lengths, label_lengths, names=(name, "labels", "input_lengths", "label_lengths"))
     x, out_dtype = _prediction(xp, log_probs_or_logits, name)
     if x.ndim != 3:
         layout = "(time, batch, classes)" if time_major else "(batch, time, classes)"
@@ -324,12 +328,15 @@ def ctc_loss(
     input_lengths = _lengths(xp, input_lengths, x, B, T, int_dtype, "input_lengths")
     label_lengths = _lengths(xp, label_lengths, x, B, S, int_dtype, "label_lengths")
     if C.eager(x, labels, input_lengths, label_lengths):
-        _check_finite_scores(xp, x, name)
-        _check_range(xp, input_lengths, T, "input_lengths", f"the number of frames T={T} of `{name}`")
-        _check_range(xp, label_lengths, S, "label_lengths", f"the width S={S} of `labels`")
-        _check_labels(xp, labels, label_lengths, K, blank)
+        checks = [
+            _scores_check(xp, x, name),
+            _range_check(xp, input_lengths, T, "input_lengths", f"the number of frames T={T} of `{name}`"),
+            _range_check(xp, label_lengths, S, "label_lengths", f"the width S={S} of `labels`"),
+            *_label_checks(xp, labels, label_lengths, K, blank),
+        ]
         if not zero_infinity:
-            _check_label_vs_input(xp, label_lengths, input_lengths, "labels", "input_lengths")
+            checks.append(_length_check(xp, label_lengths, input_lengths, "labels", "input_lengths"))
+        _run_checks(xp, checks)
     lp = log_softmax(x, xp, axis=-1) if from_logits else x
     nll = _ctc_nll(xp, lp, labels, input_lengths, label_lengths, blank, zero_infinity, not from_logits, native)
     return _finish(xp, _reduce(xp, nll, label_lengths, reduction), out_dtype)
@@ -563,20 +570,21 @@ def _prediction(xp, y_pred, name):
     return x, out_dtype
 
 
-def _index_dtype(xp, x):
-    return xp.int64 if is_torch(xp) else xp.int32
+def _index_dtype(xp, dtype):
+    """The integer dtype for labels and lengths: int64, or JAX's int32/int64 as given."""
+    if is_jax(xp):  # int64 exists in JAX only with x64 enabled
+        return dtype if dtype in (xp.int32, xp.int64) else xp.int32
+    return xp.int64
 
 
 def _integers(xp, values, like, name, what):
-    """Integer array from ``values``; a NumPy array next to another library is converted."""
-    arr = _foreign_numpy(xp, values, like)
-    arr = as_array(arr, xp, like=like, name=name)
+    """Integer array from ``values`` (lists are made on the device of ``like``)."""
+    arr = as_array(values, xp, like=like, name=name)
     if device_of(arr) != device_of(like):
         arr = xp.asarray(arr, device=device_of(like))
-    if xp.isdtype(arr.dtype, "bool"):
-        return xp.astype(arr, _index_dtype(xp, like))
-    if xp.isdtype(arr.dtype, "integral"):
-        return arr if arr.dtype == _index_dtype(xp, like) or not is_torch(xp) else xp.astype(arr, xp.int64)
+    index_dtype = _index_dtype(xp, arr.dtype)
+    if xp.isdtype(arr.dtype, "bool") or xp.isdtype(arr.dtype, "integral"):
+        return arr if arr.dtype == index_dtype else xp.astype(arr, index_dtype)
     if not xp.isdtype(arr.dtype, "real floating"):
         msg = f"`{name}` must hold integer {what}; got dtype {arr.dtype}."
         raise ProblossTypeError(msg)
@@ -589,16 +597,7 @@ def _integers(xp, values, like, name, what):
                 "numbers (integer dtype, or floats such as 3.0)."
             )
             raise LabelFormatError(msg)
-    return xp.astype(arr, _index_dtype(xp, like))
-
-
-def _foreign_numpy(xp, values, like):
-    """A NumPy array of integers next to arrays of another library is converted to it."""
-    import numpy as np
-
-    if isinstance(values, np.ndarray) and not isinstance(like, np.ndarray):
-        return xp.asarray(values, device=device_of(like))
-    return values
+    return xp.astype(arr, index_dtype)
 
 
 def _lengths(xp, lengths, like, B, limit, int_dtype, name):
@@ -624,6 +623,19 @@ def _check_blank(blank, num_classes):
 
 
 # ---------------------------------------------------------------------- value checks (eager)
+#
+# Each check is a pair (bad, action): a boolean array and what to do when it holds a True
+# (raise, or warn).  All the flags of one call come to the host in one transfer, so on a
+# GPU the checks cost one synchronisation, not one per check.
+
+
+def _run_checks(xp, checks):
+    flags = xp.stack([xp.any(bad) for bad, _ in checks])
+    if is_traced(flags):  # constants staged inside jax.jit: nothing to look at
+        return
+    for (bad, action), flag in zip(checks, _host(flags)):
+        if flag:
+            action(bad)
 
 
 def _any(xp, cond) -> bool:
@@ -652,21 +664,22 @@ def _value_at(x, pos):
     return _host(x)[pos].item()
 
 
-def _check_finite_scores(xp, x, name):
+def _scores_check(xp, x, name):
     top = xp.max(x) if math.prod(x.shape) else xp.zeros((), dtype=x.dtype)  # max propagates NaN
-    if _any(xp, (top != top) | (top == float("inf"))):
-        bad = xp.isnan(x) | (x == float("inf"))
-        pos = _first_bad(xp, bad)
+
+    def fail(_):
+        pos = _first_bad(xp, xp.isnan(x) | (x == float("inf")))
         msg = (
             f"`{name}` holds {_value_at(x, pos)} at index {pos}; CTC needs scores without NaN "
             "or +inf (-inf log-probabilities are allowed). Find where it first appears upstream."
         )
         raise PredictionValueError(msg)
 
+    return (top != top) | (top == float("inf")), fail
 
-def _check_range(xp, lengths, limit, name, what):
-    bad = (lengths < 0) | (lengths > limit)
-    if _any(xp, bad):
+
+def _range_check(xp, lengths, limit, name, what):
+    def fail(bad):
         pos = _first_bad(xp, bad)
         msg = (
             f"`{name}` holds {_value_at(lengths, pos)} for sequence {pos[0]}; lengths must lie in "
@@ -674,11 +687,13 @@ def _check_range(xp, lengths, limit, name, what):
         )
         raise ShapeError(msg)
 
+    return (lengths < 0) | (lengths > limit), fail
 
-def _check_labels(xp, labels, label_lengths, num_classes, blank):
+
+def _label_checks(xp, labels, label_lengths, num_classes, blank):
     inside = xp.arange(labels.shape[1], device=device_of(labels))[None, :] < label_lengths[:, None]
-    bad = inside & ((labels < 0) | (labels >= num_classes))
-    if _any(xp, bad):
+
+    def out_of_range(bad):
         pos = _first_bad(xp, bad)
         msg = (
             f"`labels` holds class {_value_at(labels, pos)} at index {pos}, inside label_lengths[{pos[0]}], "
@@ -686,8 +701,8 @@ def _check_labels(xp, labels, label_lengths, num_classes, blank):
             "Check the label encoding or the size of the output layer."
         )
         raise LabelValueError(msg)
-    bad = inside & (labels == blank)
-    if _any(xp, bad):
+
+    def is_blank(bad):
         pos = _first_bad(xp, bad)
         msg = (
             f"`labels` holds the blank index {blank} at index {pos}, inside label_lengths[{pos[0]}]; "
@@ -697,37 +712,42 @@ def _check_labels(xp, labels, label_lengths, num_classes, blank):
         )
         raise LabelValueError(msg)
 
+    return [
+        (inside & ((labels < 0) | (labels >= num_classes)), out_of_range),
+        (inside & (labels == blank), is_blank),
+    ]
 
-def _check_keras_labels(xp, labels, num_classes):
-    bad = (labels < 0) | (labels >= num_classes)
-    if _any(xp, bad):
+
+def _keras_label_checks(xp, labels, num_classes):
+    def out_of_range(bad):
         pos = _first_bad(xp, bad)
         msg = (
             f"ctc: `y_true` holds class {_value_at(labels, pos)} at index {pos}, but `y_pred` has "
             f"{num_classes} classes: labels must lie in [1, {num_classes - 1}] (0 is the blank and the padding)."
         )
         raise LabelValueError(msg)
-    nonzero = labels != 0
-    later = xp.flip(xp.cumulative_sum(xp.astype(xp.flip(nonzero, axis=1), xp.int32), axis=1), axis=1) > 0
-    inner_zero = (~nonzero) & later
-    if _any(xp, inner_zero):
-        pos = _first_bad(xp, inner_zero)
+
+    def inner_zero(bad):
         C.warn(
-            f"ctc: `y_true` has a 0 at index {pos} followed by nonzero labels. Keras's CTC uses the "
-            "first count_nonzero(row) entries of each row, so this 0 is read as a blank *label* and the "
-            "last label is dropped (the numbers match Keras). Put padding zeros at the end of each row."
+            f"ctc: `y_true` has a 0 at index {_first_bad(xp, bad)} followed by nonzero labels. Keras's CTC "
+            "uses the first count_nonzero(row) entries of each row, so this 0 is read as a blank *label* "
+            "and the last label is dropped (the numbers match Keras). Put padding zeros at the end of each row."
         )
 
+    nonzero = labels != 0
+    later = xp.flip(xp.cumulative_sum(xp.astype(xp.flip(nonzero, axis=1), xp.int32), axis=1), axis=1) > 0
+    return [((labels < 0) | (labels >= num_classes), out_of_range), ((~nonzero) & later, inner_zero)]
 
-def _check_label_vs_input(xp, label_lengths, input_lengths, labels_name, inputs_name):
-    bad = label_lengths > input_lengths
-    if _any(xp, bad):
+
+def _length_check(xp, label_lengths, input_lengths, labels_name, inputs_name):
+    def fail(bad):
         pos = _first_bad(xp, bad)
-        b = pos[0]
         msg = (
-            f"sequence {b} has {_value_at(label_lengths, pos)} labels (`{labels_name}`) but only "
+            f"sequence {pos[0]} has {_value_at(label_lengths, pos)} labels (`{labels_name}`) but only "
             f"{_value_at(input_lengths, pos)} frames ({inputs_name}); CTC needs at least one frame per "
             "label (plus one per repeated pair). Check the lengths (e.g. the model's downsampling), "
             "or pass `zero_infinity=True` to ctc_loss to give such sequences a loss of 0."
         )
         raise ShapeError(msg)
+
+    return label_lengths > input_lengths, fail
