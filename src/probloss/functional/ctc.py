@@ -241,7 +241,9 @@ def ctc_loss(
     native : bool, default True
         Use the backend's own fast path where there is one (PyTorch's CTC kernel; a
         ``jax.lax.scan`` loop on JAX).  ``False`` forces the generic array-API recursion
-        (same numbers; PyTorch's kernel has no double backward).
+        (same numbers): PyTorch's kernel has no double backward, and its data-dependent
+        output shape makes ``torch.compile`` break the graph there (``fullgraph=True``
+        fails, as it does for PyTorch's own ``F.ctc_loss``).
 
     Returns
     -------
