@@ -313,6 +313,92 @@ def test_torch_cuda_fast_equals_generic():
         torch.testing.assert_close(f, g, rtol=2e-5, atol=2e-5)
 
 
+def _elementwise_inputs(kind, shape, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "bce_logits":
+        p = rng.standard_normal(shape) * 4
+        t = (rng.random(shape) < 0.5).astype(float)
+    elif kind == "bce":
+        p = rng.random(shape)
+        p.reshape(-1)[:3] = [0.0, 1.0, 1e-9]  # clipped: zero gradient there
+        t = (rng.random(shape) < 0.5).astype(float)
+    elif kind == "kl":
+        p = rng.random(shape) ** 2
+        p /= p.sum(-1, keepdims=True)
+        p.reshape(-1)[:2] = [0.0, 1e-9]
+        t = rng.random(shape) ** 2
+        t /= t.sum(-1, keepdims=True)
+        t.reshape(-1)[2] = 0.0
+    else:  # poisson
+        p = rng.random(shape) * 5
+        t = rng.poisson(2.0, shape).astype(float)
+    return p, t
+
+
+def _elementwise_peer(kind, p, t, F, torch, label_smoothing=0.0):
+    """``torch.nn.functional`` written to Keras's definitions (clip, mean or sum over -1)."""
+    eps = 1e-7
+    if kind in ("bce", "bce_logits") and label_smoothing:
+        t = t * (1 - label_smoothing) + 0.5 * label_smoothing
+    if kind == "bce":
+        return F.binary_cross_entropy(torch.clamp(p, eps, 1 - eps), t, reduction="none").mean(-1)
+    if kind == "bce_logits":
+        return F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(-1)
+    if kind == "kl":
+        return F.kl_div(torch.log(torch.clamp(p, eps, 1)), torch.clamp(t, eps, 1), reduction="none").sum(-1)
+    return F.poisson_nll_loss(p, t, log_input=False, eps=eps, reduction="none").mean(-1)
+
+
+def _elementwise_ours(kind, t, p, label_smoothing=0.0):
+    if kind == "bce":
+        return pl.binary_crossentropy(t, p, label_smoothing=label_smoothing)
+    if kind == "bce_logits":
+        return pl.binary_crossentropy(t, p, from_logits=True, label_smoothing=label_smoothing)
+    if kind == "kl":
+        return pl.kl_divergence(t, p)
+    return pl.poisson(t, p)
+
+
+@pytest.mark.parametrize("kind", ["bce", "bce_logits", "kl", "poisson"])
+@pytest.mark.parametrize("shape", [(6, 40), (3, 4, 7), (9,)], ids=str)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_elementwise_fast_equals_generic_equals_torch(kind, shape, dtype, monkeypatch):
+    torch = _torch()
+    F = torch.nn.functional
+    from probloss.torch import _kernels
+
+    monkeypatch.setattr(_kernels, "_CPU_CHUNK_ELEMS", 50)  # several uneven chunks
+    p, t = _elementwise_inputs(kind, shape, seed=12)
+    pt = torch.as_tensor(p).to(getattr(torch, dtype))
+    tt = torch.as_tensor(t).to(getattr(torch, dtype))
+    smoothing = 0.1 if kind.startswith("bce") else 0.0
+    with fast_paths(True):
+        fast = _run_torch(lambda a: _elementwise_ours(kind, tt, a, smoothing), pt)
+    with fast_paths(False):
+        generic = _run_torch(lambda a: _elementwise_ours(kind, tt, a, smoothing), pt)
+    ref = _run_torch(lambda a: _elementwise_peer(kind, a, tt, F, torch, smoothing), pt)
+    tol = 1e-10 if dtype == "float64" else 3e-5
+    for got in (fast, generic):
+        assert got[0].dtype == pt.dtype and got[0].shape == ref[0].shape
+        torch.testing.assert_close(got[0], ref[0], rtol=tol, atol=tol)
+        torch.testing.assert_close(got[1][0], ref[1][0], rtol=tol, atol=tol)
+
+
+def test_torch_elementwise_falls_back_when_targets_need_a_gradient_or_axis_is_not_last():
+    torch = _torch()
+    p, t = _elementwise_inputs("bce", (5, 6), seed=13)
+    pt, tt = torch.as_tensor(p), torch.as_tensor(t)
+    with fast_paths(False):
+        ref = _run_torch(lambda a, b: pl.binary_crossentropy(b, a, axis=0), pt, tt)
+        ref_t = _run_torch(lambda a, b: pl.binary_crossentropy(b, a), pt, tt)
+    got = _run_torch(lambda a, b: pl.binary_crossentropy(b, a, axis=0), pt, tt)
+    got_t = _run_torch(lambda a, b: pl.binary_crossentropy(b, a), pt, tt)
+    for a, b in ((got, ref), (got_t, ref_t)):
+        torch.testing.assert_close(a[0], b[0])
+        for ga, gb in zip(a[1], b[1]):
+            torch.testing.assert_close(ga, gb)
+
+
 # --------------------------------------------------------------------------------- jax
 
 

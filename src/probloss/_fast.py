@@ -33,7 +33,7 @@ import threading
 
 from ._compat import is_jax, is_numpy, is_torch
 
-__all__ = ["JAX_CUSTOM_VJP", "fast_paths", "fast_paths_enabled", "soft_from_logits", "sparse_from_logits"]
+__all__ = ["JAX_CUSTOM_VJP", "elementwise", "fast_paths", "fast_paths_enabled", "soft_from_logits", "sparse_from_logits"]
 
 JAX_CUSTOM_VJP = False
 """Use :func:`jax_sparse_ce` / :func:`jax_soft_ce` for JAX inputs (off: see the module doc)."""
@@ -137,6 +137,25 @@ def soft_from_logits(xp, t, x, axis: int):
     if is_jax(xp) and JAX_CUSTOM_VJP:
         return jax_soft_ce(t, x, axis)
     return None
+
+
+def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = True):
+    """Keras's elementwise losses reduced over the last axis, or ``None``.
+
+    ``kind`` is ``"bce"``, ``"bce_logits"``, ``"kl"`` (a sum) or ``"poisson"``; ``t`` and
+    ``p`` are the prepared (already smoothed, same dtype and shape) targets and
+    predictions.  Only torch has a kernel (:class:`probloss.torch._kernels.RowReduce`),
+    and only for the last axis and targets that need no gradient.
+    """
+    if not fast_paths_enabled() or not is_torch(xp) or p.ndim == 0:
+        return None
+    if axis % p.ndim != p.ndim - 1 or tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype or t.requires_grad:
+        return None
+    from .torch._kernels import row_reduce
+
+    k = p.shape[-1]
+    out = row_reduce(p.reshape(-1, k), t.reshape(-1, k), kind, epsilon, mean)
+    return out.reshape(tuple(p.shape[:-1]))
 
 
 # --------------------------------------------------------------------------------- numpy

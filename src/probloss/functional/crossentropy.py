@@ -101,7 +101,9 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
         y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_crossentropy"
     )
-    values = xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis)
+    values = _fast.elementwise(xp, "bce_logits" if from_logits else "bce", t, p, epsilon, axis)  # or None
+    if values is None:
+        values = xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis)
     return finish(xp, values, out_dtype, y_true=t, y_pred=p)
 
 

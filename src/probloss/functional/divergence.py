@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import _checks as C
+from .. import _fast
 from .._ops import clip
 from .._reduction import align_ranks
 from ._common import finish, prepare
@@ -48,6 +49,9 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
         why = "both inputs of kl_divergence are probabilities (Keras would clip silently). For logits apply softmax first."
         C.check_range(xp, t, "y_true", 0.0, 1.0, why=why)
         C.check_range(xp, p, "y_pred", 0.0, 1.0, why=why)
+    fast = _fast.elementwise(xp, "kl", t, p, epsilon, -1, mean=False)  # native kernel, or None
+    if fast is not None:
+        return finish(xp, fast, out_dtype)
     t = clip(t, xp, epsilon, 1.0)
     p = clip(p, xp, epsilon, 1.0)
     return finish(xp, xp.sum(t * xp.log(t / p), axis=-1), out_dtype)

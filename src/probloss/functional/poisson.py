@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _checks as C
+from .. import _fast
 from .._reduction import align_ranks
 from ._common import finish, prepare
 
@@ -51,6 +52,9 @@ def poisson(y_true, y_pred, *, epsilon=EPSILON):
             xp, p, "y_pred", "Poisson rates cannot be negative. If the model outputs log-rates, apply exp "
             "(or use `log_poisson_loss(targets=..., log_input=...)`)."
         )
+    fast = _fast.elementwise(xp, "poisson", t, p, epsilon, -1)  # native kernel, or None
+    if fast is not None:
+        return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
     return finish(xp, xp.mean(p - t * xp.log(p + epsilon), axis=-1), out_dtype, y_true=t, y_pred=p)
 
 
