@@ -78,11 +78,11 @@ def machine_facts() -> dict:
     return facts
 
 
-def write_results(name: str, cases: list[dict]) -> Path:
-    """Write ``results/<name>.json`` with the cases and the machine facts."""
+def write_results(name: str, cases: list[dict], **extra) -> Path:
+    """Write ``results/<name>.json`` with the cases and the machine facts (and ``extra`` keys)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine_facts(), "cases": cases}, indent=2))
+    path.write_text(json.dumps({"machine": machine_facts(), "cases": cases, **extra}, indent=2))
     return path
 
 
@@ -269,8 +269,9 @@ def common_args(doc: str):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--memory-min-mib", type=float, default=64.0, help="measure memory only for inputs at least this big")
+    parser.add_argument("--memory-min-mib", type=float, default=32.0, help="measure memory only for inputs at least this big")
     parser.add_argument("--out", default=None, help="results name (default: the suite's name)")
+    parser.add_argument("--deadline", type=float, default=0.0, help="Unix time after which no new case starts")
     return parser
 
 
@@ -291,6 +292,9 @@ def run_suite(suite: str, plan, args, *, shapes: dict, make_inputs, impls_for, m
     """
     only = [o for o in args.only.split(",") if o]
     wanted = [s for s in args.shapes.split(",") if s]
+    out_name = (args.out or suite) + ("_quick" if args.quick and not args.out else "")
+    deadline = getattr(args, "deadline", 0.0) or 0.0
+    skipped: list = []
     rows = []
     for loss, shape_key, dtype, modes in plan:
         if wanted and shape_key not in wanted:
@@ -334,13 +338,36 @@ def run_suite(suite: str, plan, args, *, shapes: dict, make_inputs, impls_for, m
                 )
                 rows.append({
                     "suite": suite, "device": device, "loss": loss, "shape": list(shape), "shape_key": shape_key,
-                    "dtype": dtype, "mode": mode, "impl": name, "peer": peer, "role": "peer" if name == peer else "probloss",
+                    "dtype": dtype, "mode": mode, "impl": name, "peer": peer, "role": "peer" if name.startswith("peer") else "probloss",
                     "time": times[name], "peak_bytes": m, "input_bytes": in_bytes, "load": load,
                 })
+            write_results(out_name, rows)  # after every case: a run cut short keeps what it measured
+            if deadline and time.time() > deadline:
+                break
         del d
-    path = write_results((args.out or suite) + ("_quick" if args.quick and not args.out else ""), rows)
+        if deadline and time.time() > deadline:
+            skipped = _remaining(plan, loss, shape_key, dtype, only, wanted)
+            if skipped:
+                print(f"time budget reached; not run: {', '.join(skipped)}", flush=True)
+            break
+    path = write_results(out_name, rows, skipped=skipped)
     print(f"wrote {path}")
     return path
+
+
+def _remaining(plan, loss, shape_key, dtype, only, wanted):
+    """Case ids of ``plan`` after the entry ``(loss, shape_key, dtype)``, filtered like the run."""
+    keys = [(p[0], p[1], p[2]) for p in plan]
+    start = keys.index((loss, shape_key, dtype)) + 1
+    out = []
+    for pl_loss, pl_shape, pl_dtype, modes in plan[start:]:
+        if wanted and pl_shape not in wanted:
+            continue
+        for m in modes:
+            cid = case_id(pl_loss, pl_shape, pl_dtype, m)
+            if not only or any(o in cid for o in only):
+                out.append(cid)
+    return out
 
 
 def _quick_shape(shape):

@@ -399,6 +399,51 @@ def test_torch_elementwise_falls_back_when_targets_need_a_gradient_or_axis_is_no
             torch.testing.assert_close(ga, gb)
 
 
+@pytest.mark.parametrize(("shape", "axis"), [((6, 40), -1), ((3, 5, 4), 1), ((9,), 0)], ids=str)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_torch_categorical_from_probabilities_fast_equals_generic_equals_formula(shape, axis, dtype, label_smoothing, monkeypatch):
+    torch = _torch()
+    from probloss.torch import _kernels
+
+    monkeypatch.setattr(_kernels, "_CPU_CHUNK_ELEMS", 30)  # several uneven chunks
+    rng = np.random.default_rng(14)
+    p = rng.random(shape) ** 3
+    p.reshape(-1)[:2] = 0.0  # clipped to epsilon: no gradient through the clip there
+    p = p / p.sum(axis=axis, keepdims=True)
+    t = rng.random(shape)
+    t = t / t.sum(axis=axis, keepdims=True)
+    pt = torch.as_tensor(p).to(getattr(torch, dtype))
+    tt = torch.as_tensor(t).to(getattr(torch, dtype))
+    k = shape[axis]
+
+    def ours(a):
+        return pl.categorical_crossentropy(tt, a, axis=axis, label_smoothing=label_smoothing)
+
+    def formula(a):  # Keras's definition written out with torch ops
+        q = torch.clamp(a / a.sum(dim=axis, keepdim=True), 1e-7, 1 - 1e-7)
+        ts = tt * (1 - label_smoothing) + label_smoothing / k
+        return -(ts * torch.log(q)).sum(dim=axis)
+
+    with fast_paths(True):
+        fast = _run_torch(ours, pt)
+    with fast_paths(False):
+        generic = _run_torch(ours, pt)
+    ref = _run_torch(formula, pt)
+    tol = 1e-10 if dtype == "float64" else 3e-5
+    for got in (fast, generic):
+        torch.testing.assert_close(got[0], ref[0], rtol=tol, atol=tol)
+        torch.testing.assert_close(got[1][0], ref[1][0], rtol=tol, atol=tol)
+
+
+def test_torch_categorical_from_probabilities_keeps_the_checks():
+    torch = _torch()
+    with pytest.raises(pl.PredictionValueError):
+        pl.categorical_crossentropy(torch.tensor([[0.0, 1.0]]), torch.tensor([[-0.5, 1.5]]))
+    with pytest.warns(pl.ProblossWarning):
+        pl.categorical_crossentropy(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.2, 0.3]]))
+
+
 # --------------------------------------------------------------------------------- jax
 
 

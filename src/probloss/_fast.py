@@ -8,9 +8,11 @@ the two hot loops of cross-entropy from logits, per-sample
 
 this module offers a backend-specific kernel with the same value and gradient:
 
-* **torch**: the chunked autograd Functions of :mod:`probloss.torch._kernels`.  They keep
-  one float32 log-sum-exp per row for backward instead of the ``N x K`` log-softmax and
-  build the gradient in a single buffer (about half of ``F.cross_entropy``'s peak memory).
+* **torch**: the chunked autograd Functions of :mod:`probloss.torch._kernels`.  They save
+  no ``N x K`` tensor of their own for backward (``F.cross_entropy`` saves the whole
+  log-softmax) and build the gradient in a single buffer, about half of
+  ``F.cross_entropy``'s peak memory.  The same module has chunked kernels for Keras's
+  binary cross-entropy, KL divergence and Poisson (:func:`elementwise`).
 * **NumPy**: a forward in row chunks, so the ``exp`` temporaries stay in cache and no
   ``N x K`` temporary is allocated.
 * **JAX**: XLA already fuses the generic formula into one pass; a ``jax.custom_vjp``
@@ -33,7 +35,7 @@ import threading
 
 from ._compat import is_jax, is_numpy, is_torch
 
-__all__ = ["JAX_CUSTOM_VJP", "elementwise", "fast_paths", "fast_paths_enabled", "soft_from_logits", "sparse_from_logits"]
+__all__ = ["JAX_CUSTOM_VJP", "categorical_from_probs", "elementwise", "fast_paths", "fast_paths_enabled", "soft_from_logits", "sparse_from_logits"]
 
 JAX_CUSTOM_VJP = False
 """Use :func:`jax_sparse_ce` / :func:`jax_soft_ce` for JAX inputs (off: see the module doc)."""
@@ -156,6 +158,25 @@ def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = 
     k = p.shape[-1]
     out = row_reduce(p.reshape(-1, k), t.reshape(-1, k), kind, epsilon, mean)
     return out.reshape(tuple(p.shape[:-1]))
+
+
+def categorical_from_probs(xp, t, p, axis: int, epsilon: float):
+    """Keras's categorical cross-entropy from probabilities, per sample, or ``None``.
+
+    ``-sum(t * log(clip(p / sum(p, axis), epsilon, 1 - epsilon)), axis)``: torch only
+    (kind ``"cat_probs"`` of :class:`probloss.torch._kernels.RowReduce`), for targets
+    that need no gradient.  The caller runs the probability checks itself.
+    """
+    if not fast_paths_enabled() or not is_torch(xp) or p.ndim == 0:
+        return None
+    if tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype or t.requires_grad:
+        return None
+    from .torch._kernels import row_reduce
+
+    a, k, b = _split(tuple(p.shape), axis)
+    shape = (a, k) if b == 1 else (a, k, b)
+    out = row_reduce(p.reshape(shape), t.reshape(shape), "cat_probs", epsilon, False)
+    return out.reshape(tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :]))
 
 
 # --------------------------------------------------------------------------------- numpy

@@ -206,10 +206,14 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
         y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy"
     )
-    fast = _fast.soft_from_logits(xp, t, p, axis) if from_logits else None  # native kernel, or None
+    if from_logits:
+        fast = _fast.soft_from_logits(xp, t, p, axis)  # native kernel, or None
+    else:
+        sums = _row_sums(xp, p, axis)  # Keras renormalises rows; in eager mode, the probability checks
+        fast = _fast.categorical_from_probs(xp, t, p, axis, epsilon)  # native kernel, or None
     if fast is not None:
         return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
-    log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(_normalized_clipped(xp, p, axis, epsilon))
+    log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(clip(p / sums, xp, epsilon, 1.0 - epsilon))
     return finish(xp, -xp.sum(t * log_q, axis=axis), out_dtype, y_true=t, y_pred=p)
 
 

@@ -53,6 +53,9 @@ def _softmax_small(x, dim, half_to_float, *, out):
     return _log_softmax_small(x, dim, half_to_float, out=out).exp_()
 
 
+_FUSED = (torch.ops.aten._log_softmax.out, torch.ops.aten._softmax.out)
+
+
 def _kernels(x: torch.Tensor):
     """``(log_softmax_out, softmax_out)`` suited to ``x``'s device and layout."""
     if x.device.type == "cpu" and x.ndim == 2 and x.shape[1] < _SMALL_K:
@@ -92,13 +95,14 @@ class _Scratch:
 def _apply(kernel, xc: torch.Tensor, out: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
     """``kernel`` (log-softmax or softmax over dim 1) of the chunk ``xc`` into ``out``.
 
-    ``out`` is float32/float64; half inputs are converted first (on CUDA by the kernel
-    itself, on CPU through a scratch buffer, since torch's CPU kernels cannot convert).
+    ``out`` is float32/float64; half inputs are converted first (float16 on CUDA by the
+    kernel itself; otherwise through a scratch buffer, since torch's CPU kernels, and
+    its CUDA kernels for bfloat16, cannot convert).
     """
     if xc.dtype == out.dtype:
         kernel(xc, 1, False, out=out)
-    elif xc.device.type != "cpu" and out.dtype == torch.float32:
-        kernel(xc, 1, True, out=out)
+    elif xc.device.type == "cuda" and xc.dtype == torch.float16 and out.dtype == torch.float32 and kernel in _FUSED:
+        kernel(xc, 1, True, out=out)  # CUDA converts float16 (only) inside the kernel
     else:
         tmp = scratch.get("convert", xc.shape[0])
         tmp.copy_(xc)
@@ -342,7 +346,25 @@ def _poisson_grad(p, t, eps, out):
     return torch.div(t, p + eps, out=out).neg_().add_(1.0)  # 1 - t / (p + eps)
 
 
+def _cat_probs_value(p, t, eps):
+    # Keras: q = clip(p / sum(p), eps, 1 - eps) along the class axis (dim 1); -t log q
+    q = p.div(p.sum(1, keepdim=True)).clamp_(eps, 1.0 - eps)
+    return q.log_().mul_(t).neg_()
+
+
+def _cat_probs_grad(p, t, eps, out):
+    # With s = sum(p), r = p / s, q = clip(r) and G = -t / q (0 where clipped):
+    # dL/dp = (G - sum(G r)) / s, the renormalisation's chain rule.
+    s = p.sum(1, keepdim=True)
+    r = p / s
+    q = r.clamp(eps, 1.0 - eps)
+    torch.div(t, q, out=out).neg_().masked_fill_(q != r, 0.0)
+    dot = torch.mul(out, r).sum(1, keepdim=True)
+    return out.sub_(dot).div_(s)
+
+
 ELEMENTWISE = {
+    "cat_probs": (_cat_probs_value, _cat_probs_grad),
     "bce": (_bce_value, _bce_grad),
     "bce_logits": (_bce_logits_value, _bce_logits_grad),
     "kl": (_kl_value, _kl_grad),
@@ -351,19 +373,21 @@ ELEMENTWISE = {
 
 
 class RowReduce(torch.autograd.Function):
-    """Per-row ``mean`` (or ``sum``) over the last axis of an elementwise loss ``f(p, t)``.
+    """Per-row ``mean`` (or ``sum``) over dim 1 of a loss ``f(p, t)`` computed by chunks of rows.
 
-    ``p`` and ``t`` are ``(A, K)`` of one floating dtype; ``kind`` names the loss in
-    :data:`ELEMENTWISE`; ``eps`` its clipping constant.  Saves ``p`` and ``t`` only
-    (references); the gradient w.r.t. ``p`` is built chunk by chunk in one buffer.
-    ``t`` gets no gradient (callers use the generic path when it needs one).
+    ``p`` and ``t`` are ``(A, K)`` (or ``(A, K, B)``) of one floating dtype; ``kind``
+    names the loss in :data:`ELEMENTWISE` (its value and gradient functions see whole
+    rows, so they may renormalise along dim 1); ``eps`` is its clipping constant.  Saves
+    ``p`` and ``t`` only (references); the gradient w.r.t. ``p`` is built chunk by chunk
+    in one buffer.  ``t`` gets no gradient (callers use the generic path when it needs
+    one).
     """
 
     @staticmethod
     def forward(ctx, p, t, kind, eps, mean, chunk):
         rows = chunk_rows(p, chunk)
         value = ELEMENTWISE[kind][0]
-        out = torch.empty(p.shape[0], dtype=p.dtype, device=p.device)
+        out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
         for s in range(0, p.shape[0], rows):
             e = s + rows
             torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
@@ -378,7 +402,7 @@ class RowReduce(torch.autograd.Function):
     def backward(ctx, g):
         p, t = ctx.saved_tensors
         grad = ELEMENTWISE[ctx.kind][1]
-        scale = (g / p.shape[1] if ctx.mean else g).to(p.dtype).unsqueeze(1)
+        scale = (g / p.shape[1] if ctx.mean else g).to(p.dtype).unsqueeze(1)  # broadcasts along dim 1
         out = torch.empty_like(p, memory_format=torch.contiguous_format)
         for s in range(0, p.shape[0], ctx.rows):
             e = s + ctx.rows

@@ -1,0 +1,199 @@
+"""probloss on JAX arrays against Optax: jitted ``value_and_grad``, time and peak memory.
+
+Every case times ``jax.jit(jax.value_and_grad(loss))`` of probloss's Keras-style class
+(default reduction) and of the peer, interleaved in one process (median of
+``--repeats`` runs after a compiling warm-up), then measures each once more in a fresh
+process for its peak memory.  Where Optax has no such loss (probability inputs,
+Poisson), the peer is the plain ``jax.numpy`` formula.  ``probloss custom_vjp`` is the
+same probloss call with :data:`probloss._fast.JAX_CUSTOM_VJP` switched on.
+
+    python benchmarks/bench_jax.py [--quick] [--only TEXT] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import common_args, run_suite  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import probloss as pl  # noqa: E402
+from probloss import _fast  # noqa: E402
+
+EPS = 1e-7
+SHAPES = {"8192x32000": (8192, 32000), "65536x10": (65536, 10), "1024x128256": (1024, 128256), "256x8x4096": (256, 8, 4096)}
+
+
+def _softmax_rows(a, axis):
+    a -= a.max(axis=axis, keepdims=True)
+    np.exp(a, out=a)
+    a /= a.sum(axis=axis, keepdims=True)
+    return a
+
+
+BASE_ROWS = 128  # random rows generated, then tiled to N (fast, and just as costly to compute on)
+
+
+def make_inputs(loss: str, shape, dtype: str):
+    """Deterministic inputs; ``BASE_ROWS`` random rows tiled along the batch axis."""
+    rng = np.random.default_rng(0)
+    k = shape[1]
+    label_shape = (shape[0],) + tuple(shape[2:])
+    base_shape = (min(shape[0], BASE_ROWS),) + tuple(shape[1:])
+    dt = jnp.dtype(dtype)
+
+    def tiled(base):
+        reps = -(-shape[0] // base.shape[0])
+        return jnp.asarray(np.tile(base, (reps,) + (1,) * (base.ndim - 1))[: shape[0]], dtype=dt)
+
+    def normal():
+        return rng.standard_normal(base_shape, dtype=np.float32) * 2
+
+    def labels():
+        return jnp.asarray(rng.integers(0, k, label_shape, dtype=np.int32))
+
+    if loss in ("sparse_logits", "cat_logits"):
+        d = {"pred": tiled(normal()), "labels": labels()}
+        if loss == "cat_logits":
+            d["target"] = tiled(_softmax_rows(normal(), 1))
+        return d
+    if loss in ("sparse_probs", "cat_probs"):
+        d = {"pred": tiled(_softmax_rows(normal(), 1)), "labels": labels()}
+        if loss == "cat_probs":
+            d["target"] = tiled(_softmax_rows(normal(), 1))
+        return d
+    if loss in ("bce", "bce_logits"):
+        pred = normal() if loss == "bce_logits" else np.clip(rng.random(base_shape, dtype=np.float32), 1e-4, 1 - 1e-4)
+        return {"pred": tiled(pred), "target": tiled((rng.random(base_shape, dtype=np.float32) < 0.5).astype(np.float32))}
+    if loss == "kl":
+        return {"pred": tiled(_softmax_rows(normal(), -1)), "target": tiled(_softmax_rows(normal(), -1))}
+    if loss == "poisson":
+        rate = rng.random(base_shape, dtype=np.float32) * 5 + 0.1
+        return {"pred": tiled(rate), "target": tiled(rng.poisson(rate).astype(np.float32))}
+    raise ValueError(loss)
+
+
+def _pl(cls, **kw):
+    def build(d):
+        obj = cls(**kw)
+        key = "labels" if cls is pl.SparseCategoricalCrossentropy else "target"
+        return lambda p: obj(d[key], p)
+
+    return build
+
+
+def _custom_vjp(builder):
+    """The probloss call traced with the hand-written VJPs switched on."""
+
+    def build(d):
+        f = builder(d)
+
+        def run(p):
+            old = _fast.JAX_CUSTOM_VJP
+            _fast.JAX_CUSTOM_VJP = True
+            try:
+                return f(p)
+            finally:
+                _fast.JAX_CUSTOM_VJP = old
+
+        return run
+
+    return build
+
+
+LOSSES = {
+    "sparse_logits": {
+        "peer": ("optax.softmax_cross_entropy_with_integer_labels",
+                 lambda d: lambda p: optax.softmax_cross_entropy_with_integer_labels(p, d["labels"], axis=1).mean()),
+        "probloss": {
+            "probloss": _pl(pl.SparseCategoricalCrossentropy, from_logits=True, axis=1),
+            "probloss custom_vjp": _custom_vjp(_pl(pl.SparseCategoricalCrossentropy, from_logits=True, axis=1)),
+        },
+    },
+    "cat_logits": {
+        "peer": ("optax.softmax_cross_entropy", lambda d: lambda p: optax.softmax_cross_entropy(p, d["target"], axis=1).mean()),
+        "probloss": {
+            "probloss": _pl(pl.CategoricalCrossentropy, from_logits=True, axis=1),
+            "probloss custom_vjp": _custom_vjp(_pl(pl.CategoricalCrossentropy, from_logits=True, axis=1)),
+        },
+    },
+    "sparse_probs": {
+        "peer": ("jnp: -log(take(p, y)).mean()",
+                 lambda d: lambda p: -jnp.log(jnp.take_along_axis(p, jnp.expand_dims(d["labels"], 1), axis=1)).mean()),
+        "probloss": {"probloss": _pl(pl.SparseCategoricalCrossentropy, axis=1)},
+    },
+    "cat_probs": {
+        "peer": ("jnp: -(t * log p).sum(1).mean()", lambda d: lambda p: -(d["target"] * jnp.log(p)).sum(1).mean()),
+        "probloss": {"probloss": _pl(pl.CategoricalCrossentropy, axis=1)},
+    },
+    "bce": {
+        "peer": ("jnp: -(t log p + (1-t) log(1-p)).mean()",
+                 lambda d: lambda p: -(d["target"] * jnp.log(p) + (1 - d["target"]) * jnp.log(1 - p)).mean()),
+        "probloss": {"probloss": _pl(pl.BinaryCrossentropy)},
+    },
+    "bce_logits": {
+        "peer": ("optax.sigmoid_binary_cross_entropy", lambda d: lambda p: optax.sigmoid_binary_cross_entropy(p, d["target"]).mean()),
+        "probloss": {"probloss": _pl(pl.BinaryCrossentropy, from_logits=True)},
+    },
+    "kl": {
+        "peer": ("optax.kl_divergence(log p, t)", lambda d: lambda p: optax.kl_divergence(jnp.log(p), d["target"]).mean()),
+        "probloss": {"probloss": _pl(pl.KLDivergence)},
+    },
+    "poisson": {
+        "peer": ("jnp: (p - t log(p + eps)).mean()", lambda d: lambda p: (p - d["target"] * jnp.log(p + EPS)).mean()),
+        "probloss": {"probloss": _pl(pl.Poisson)},
+    },
+}
+
+PLAN = (
+    [(loss, s, "float32", ("value_and_grad",)) for s in SHAPES for loss in ("sparse_logits", "cat_logits")]
+    + [("sparse_logits", "8192x32000", "bfloat16", ("value_and_grad",))]
+    + [(loss, "256x8x4096", "float32", ("value_and_grad",)) for loss in ("sparse_probs", "cat_probs", "bce", "bce_logits", "kl", "poisson")]
+)
+
+
+def impls_for(loss, shape_key, dtype, mode):
+    spec = LOSSES[loss]
+    name, peer = spec["peer"]
+    return {"peer: " + name: peer, **spec["probloss"]}
+
+
+def make_runner(d, builder, mode, name):
+    f = jax.jit(jax.value_and_grad(builder(d)))
+    p = d["pred"]
+    return (lambda: jax.block_until_ready(f(p))), None
+
+
+def _memory_task(cid, impl, quick):
+    loss, shape_key, dtype, mode = cid.split("|")
+    shape = SHAPES[shape_key]
+    if quick:
+        shape = (max(2, shape[0] // 16),) + tuple(shape[1:])
+    d = make_inputs(loss, shape, dtype)
+    run, _ = make_runner(d, impls_for(loss, shape_key, dtype, mode)[impl], mode, impl)
+    return run
+
+
+def main():
+    args = common_args(__doc__).parse_args()
+    run_suite(
+        "jax",
+        PLAN,
+        args,
+        shapes=SHAPES,
+        make_inputs=make_inputs,
+        impls_for=impls_for,
+        make_runner=make_runner,
+        memory_task=_memory_task,
+        nbytes=lambda d: sum(a.size * a.dtype.itemsize for a in d.values()),
+    )
+
+
+if __name__ == "__main__":
+    main()

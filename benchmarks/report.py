@@ -1,0 +1,313 @@
+"""Write ``docs/benchmarks.md`` and ``docs/figures/benchmarks.png`` from ``benchmarks/results/``.
+
+    python benchmarks/report.py [--results DIR] [--out docs/benchmarks.md]
+
+Reads the JSON files written by ``bench_torch.py``, ``bench_jax.py``, ``bench_numpy.py``
+(and ``torch_cuda.json`` when a GPU run was made), and renders: the issue's targets with
+their measured ratios, one table per suite, the cost of the value checks, and a plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SUITES = [
+    ("torch", "probloss on torch tensors vs `torch.nn.functional` (CPU)"),
+    ("torch_cuda", "probloss on torch tensors vs `torch.nn.functional` (CUDA)"),
+    ("jax", "probloss on JAX arrays vs Optax (jitted `value_and_grad`, CPU)"),
+    ("numpy", "probloss on NumPy arrays vs Keras 3 (NumPy backend) and a plain NumPy formula (forward)"),
+]
+LOSS_NAMES = {
+    "sparse_logits": "sparse CE, logits",
+    "cat_logits": "categorical CE, logits",
+    "sparse_probs": "sparse CE, probabilities",
+    "cat_probs": "categorical CE, probabilities",
+    "bce": "binary CE, probabilities",
+    "bce_logits": "binary CE, logits",
+    "kl": "KL divergence",
+    "poisson": "Poisson",
+}
+
+
+def load(results: Path, name: str):
+    path = results / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def mib(b):
+    return "-" if b is None or b != b else f"{b / 2**20:,.0f}"
+
+
+def extra(r):
+    """Peak memory beyond the inputs (bytes), or NaN."""
+    b = r.get("peak_bytes")
+    return float("nan") if b is None or b != b else b - r["input_bytes"]
+
+
+def peak_cell(r):
+    b = r.get("peak_bytes")
+    return "-" if b is None or b != b else f"{mib(b)} ({mib(extra(r))})"
+
+
+def ms(t):
+    return f"{t * 1e3:,.1f}" if t >= 0.01 else f"{t * 1e3:,.2f}"
+
+
+def rat(a, b):
+    if a is None or b is None or a != a or b != b or not b:
+        return float("nan")
+    return a / b
+
+
+def fr(x):
+    return "-" if x != x else f"{x:.2f}"
+
+
+def group_cases(rows):
+    """``{case key: [rows]}`` in file order; the key is (loss, shape, dtype, mode)."""
+    out = {}
+    for r in rows:
+        out.setdefault((r["loss"], r["shape_key"], r["dtype"], r["mode"]), []).append(r)
+    return out
+
+
+def peers_of(case_rows):
+    return [r for r in case_rows if r["role"] == "peer"]
+
+
+def find(case_rows, impl):
+    return next((r for r in case_rows if r["impl"] == impl), None)
+
+
+def suite_table(data) -> list[str]:
+    lines = [
+        "| loss | shape | dtype | mode | implementation | time ms, median [p20-p80] | peak MiB (beyond inputs) | time / peer | memory / peer |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (loss, shape, dtype, mode), rows in group_cases(data["cases"]).items():
+        peers = peers_of(rows)
+        for r in rows:
+            t = r["time"]
+            if r["role"] == "peer":
+                tr = mr = "1" if r is peers[0] else (
+                    f"{fr(rat(t['median'], peers[0]['time']['median']))}")
+                if r is not peers[0]:
+                    mr = fr(rat(r["peak_bytes"], peers[0]["peak_bytes"]))
+            else:
+                trs = [fr(rat(t["median"], p["time"]["median"])) for p in peers]
+                mrs = [fr(rat(r["peak_bytes"], p["peak_bytes"])) for p in peers]
+                tr, mr = " / ".join(trs), " / ".join(mrs)
+            name = r["impl"].replace("peer: ", "*peer:* ")
+            lines.append(
+                f"| {LOSS_NAMES.get(loss, loss)} | {shape} | {dtype} | {mode} | {name} | "
+                f"{ms(t['median'])} [{ms(t['p20'])}-{ms(t['p80'])}] | {peak_cell(r)} | {tr} | {mr} |"
+            )
+    return lines
+
+
+def targets(results) -> list[str]:
+    """The issue's targets, each with the measured ratio and whether it is met."""
+    lines = ["| target | case | measured | met |", "|---|---|---|---|"]
+
+    def row(target, case, value, ok):
+        lines.append(f"| {target} | {case} | {value} | {'yes' if ok else '**no**'} |")
+
+    torch = results.get("torch")
+    if torch:
+        cases = group_cases(torch["cases"])
+        for loss in ("sparse_logits", "cat_logits"):
+            rows = cases.get((loss, "8192x32000", "float32", "fwd+bwd"))
+            if not rows:
+                continue
+            peer = peers_of(rows)[0]
+            for impl, tmax, mmax in (("probloss.torch", 1.0, 0.55), ("probloss", 1.0, 0.55), ("probloss.torch inplace", 1.0, 0.35)):
+                r = find(rows, impl)
+                if r is None:
+                    continue
+                tr, mr = rat(r["time"]["median"], peer["time"]["median"]), rat(r["peak_bytes"], peer["peak_bytes"])
+                xr = rat(extra(r), extra(peer))
+                row(f"torch fwd+bwd time <= {tmax}x, memory <= {mmax}x `F.cross_entropy`"
+                    + (" (in-place: about 0.3x)" if "inplace" in impl else ""),
+                    f"{LOSS_NAMES[loss]}, 8192x32000 f32, `{impl}`",
+                    f"time {fr(tr)}x, memory {fr(mr)}x (beyond the inputs: {fr(xr)}x)",
+                    tr <= tmax and (mr <= mmax if mr == mr else False))
+        for loss in ("bce", "bce_logits", "kl", "poisson"):
+            for (l_, shape, dtype, mode), rows in cases.items():
+                if l_ != loss:
+                    continue
+                peer, r = peers_of(rows)[0], find(rows, "probloss")
+                tr = rat(r["time"]["median"], peer["time"]["median"])
+                row("torch: no slower than the `torch.nn.functional` equivalent",
+                    f"{LOSS_NAMES[loss]}, {shape} {dtype} {mode}", f"time {fr(tr)}x", tr <= 1.0)
+    jx = results.get("jax")
+    if jx:
+        for (loss, shape, dtype, mode), rows in group_cases(jx["cases"]).items():
+            if loss not in ("sparse_logits", "cat_logits"):
+                continue
+            peer, r = peers_of(rows)[0], find(rows, "probloss")
+            tr = rat(r["time"]["median"], peer["time"]["median"])
+            row("JAX jitted value_and_grad <= 1.0x Optax", f"{LOSS_NAMES[loss]}, {shape} {dtype}", f"time {fr(tr)}x", tr <= 1.0)
+    npy = results.get("numpy")
+    if npy:
+        for (loss, shape, dtype, mode), rows in group_cases(npy["cases"]).items():
+            if loss not in ("sparse_logits", "cat_logits"):
+                continue
+            r = find(rows, "probloss")
+            ratios = [(p["impl"].replace("peer: ", ""), rat(r["time"]["median"], p["time"]["median"])) for p in peers_of(rows)]
+            row("NumPy forward at least as fast as Keras 3 (NumPy) and the plain formula",
+                f"{LOSS_NAMES[loss]}, {shape} {dtype}", ", ".join(f"{fr(v)}x {n.split(' (')[0].split(' ')[0]}" for n, v in ratios),
+                all(v <= 1.0 for _, v in ratios))
+    return lines
+
+
+def checks_section(results) -> list[str]:
+    lines = ["| suite | case | checks on ms | checks off ms | on / off |", "|---|---|---|---|---|"]
+    found = False
+    for name in ("torch", "numpy"):
+        data = results.get(name)
+        if not data:
+            continue
+        for (loss, shape, dtype, mode), rows in group_cases(data["cases"]).items():
+            on, off = find(rows, "probloss"), find(rows, "probloss checks off")
+            if on and off:
+                found = True
+                lines.append(
+                    f"| {name} | {LOSS_NAMES[loss]}, {shape} {dtype} {mode} | {ms(on['time']['median'])} | "
+                    f"{ms(off['time']['median'])} | {fr(rat(on['time']['median'], off['time']['median']))} |"
+                )
+    return lines if found else []
+
+
+def plot(results, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = []
+    for suite, title in SUITES:
+        data = results.get(suite)
+        if not data:
+            continue
+        labels, tvals, mvals = [], [], []
+        for (loss, shape, dtype, mode), rows in group_cases(data["cases"]).items():
+            peer = peers_of(rows)[-1] if suite == "numpy" else peers_of(rows)[0]
+            r = find(rows, "probloss.torch") or find(rows, "probloss")
+            if r is None:
+                continue
+            labels.append(f"{LOSS_NAMES.get(loss, loss)}\n{shape} {dtype if dtype != 'float32' else ''} {mode}".strip())
+            tvals.append(rat(r["time"]["median"], peer["time"]["median"]))
+            mvals.append(rat(r["peak_bytes"], peer["peak_bytes"]))
+        if labels:
+            peer_name = "plain NumPy formula" if suite == "numpy" else ("Optax" if suite == "jax" else "torch.nn.functional")
+            panels.append((title.split(" (")[0] + f" ({suite})", peer_name, labels, tvals, mvals))
+    if not panels:
+        return False
+    height = sum(max(2.0, 0.32 * len(p[2])) for p in panels) + 1.0
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, height), squeeze=False,
+                             gridspec_kw={"height_ratios": [max(2.0, 0.32 * len(p[2])) for p in panels]})
+    for ax, (title, peer_name, labels, tvals, mvals) in zip(axes[:, 0], panels):
+        y = list(range(len(labels)))
+        ax.barh([v - 0.2 for v in y], [0 if v != v else v for v in tvals], height=0.4, label="time", color="#3b75af")
+        ax.barh([v + 0.2 for v in y], [0 if v != v else v for v in mvals], height=0.4, label="peak memory", color="#ef8636")
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=6)
+        ax.invert_yaxis()
+        ax.set_title(f"{title}: probloss / {peer_name} (below 1 is better)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def machine_line(data) -> str:
+    m = data.get("machine", {})
+    keys = ["python", "numpy", "torch", "jax", "optax", "keras", "probloss", "cpus", "torch_threads", "gpu", "time"]
+    return ", ".join(f"{k} {m[k]}" for k in keys if k in m)
+
+
+def render(results, meta, figure: str | None) -> str:
+    out = ["# Benchmarks", ""]
+    out += [
+        "Generated by `benchmarks/report.py` from the JSON files in `benchmarks/results/`; "
+        f"the command that made them: `{meta.get('command', 'make bench')}`"
+        + (f" ({meta['wall_s'] / 60:.1f} minutes)" if meta.get("wall_s") else "") + ".",
+        "",
+        "**Method.** For each case, probloss and its peer(s) run in the same process, interleaved run by run "
+        "(so a change of load on this shared machine hits all of them alike); the time is the median of "
+        f"{meta.get('repeats', 5)} runs after one warm-up (JAX: the warm-up compiles), with the 20th-80th "
+        "percentile range. Peak memory is measured separately for each implementation in a fresh process "
+        "forked from a server that has imported the same libraries (an idle interpreter): its resident set "
+        "before the inputs are built is the baseline, the peak is reset after they are built "
+        "(`/proc/self/clear_refs`), one call runs, and the table gives *peak minus baseline*, so **it counts "
+        "the inputs** (logits, labels or targets), every temporary and the outputs, e.g. the gradient. "
+        "Ratios are probloss / peer: below 1 is faster or leaner. `-` means not measured (memory is only "
+        "measured for inputs of 64 MiB or more).",
+        "",
+        "Implementations: `probloss` is the Keras-style class (`SparseCategoricalCrossentropy(from_logits=True)` "
+        "etc., default reduction) on the backend's own arrays; `probloss.torch` is the `F.cross_entropy` "
+        "drop-in `probloss.torch.cross_entropy`; `inplace` adds `inplace_backward=True` (the logits buffer "
+        "receives the gradient); `checks off` runs under `probloss.set_value_checks(False)`; "
+        "`probloss custom_vjp` (JAX) turns on the hand-written VJPs (`probloss._fast.JAX_CUSTOM_VJP`).",
+        "",
+    ]
+    for suite in ("torch", "jax", "numpy", "torch_cuda"):
+        if results.get(suite):
+            out.append(f"- `{suite}`: {machine_line(results[suite])}")
+    out.append("")
+    if meta.get("skipped"):
+        out += ["**Not run** (time budget of `make bench`): " + "; ".join(meta["skipped"]) + ".", ""]
+    out += ["## Targets of issue 4", ""] + targets(results) + [""]
+    if figure:
+        out += ["## Overview", "", f"![probloss / peer ratios]({figure})", "",
+                "Time and peak-memory ratios of `probloss.torch` (torch) or `probloss` (others) against the first "
+                "peer (NumPy: the plain formula).", ""]
+    checks = checks_section(results)
+    if checks:
+        out += ["## Cost of the value checks", "",
+                "The eager value checks (finite logits, label range, probability range) are on by default; "
+                "this is the same probloss call with them off.", ""] + checks + [""]
+    for suite, title in SUITES:
+        data = results.get(suite)
+        if not data:
+            continue
+        out += [f"## {title}", ""]
+        if suite == "numpy":
+            out += ["Ratios are given against each peer in turn: Keras / plain formula.", ""]
+        out += suite_table(data) + [""]
+    if meta.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args(argv)
+    results_dir = Path(args.results)
+    results = {name: load(results_dir, name) for name, _ in SUITES}
+    meta = load(results_dir, "run_all") or {}
+    out = Path(args.out)
+    fig_path = out.parent / "figures" / "benchmarks.png"
+    has_fig = plot(results, fig_path)
+    text = render(results, meta, "figures/benchmarks.png" if has_fig else None)
+    out.write_text(text + "\n")
+    print(f"wrote {out}" + (f" and {fig_path}" if has_fig else ""))
+
+
+if __name__ == "__main__":
+    main()
