@@ -280,7 +280,7 @@ def case_id(loss, shape_key, dtype, mode) -> str:
 
 
 def run_suite(suite: str, plan, args, *, shapes: dict, make_inputs, impls_for, make_runner, memory_task,
-              nbytes, sync=None, device: str = "cpu", device_peak=None, quick_shape=None) -> Path:
+              nbytes, sync=None, device: str = "cpu", device_peak=None, quick_shape=None, memory_wanted=None) -> Path:
     """Time (interleaved) and measure every case of ``plan``; print ratios; write JSON.
 
     ``plan`` holds ``(loss, shape_key, dtype, modes)``.  For each case,
@@ -289,6 +289,8 @@ def run_suite(suite: str, plan, args, *, shapes: dict, make_inputs, impls_for, m
     gives ``(run, setup)``, and ``memory_task(case_id, name, quick)`` (a module-level
     function, run in a forked child) builds and returns the call whose peak memory is
     measured; ``device_peak(d, builder, mode, name)`` replaces it on accelerators.
+    ``memory_wanted(loss, shape_key, dtype, mode)`` (default: always) narrows the cases
+    whose memory is measured, on top of ``--memory-min-mib``.
     """
     only = [o for o in args.only.split(",") if o]
     wanted = [s for s in args.shapes.split(",") if s]
@@ -319,6 +321,8 @@ def run_suite(suite: str, plan, args, *, shapes: dict, make_inputs, impls_for, m
             setups.clear()
             mems = {}
             measure_mem = not args.no_memory and in_bytes >= args.memory_min_mib * 2**20
+            if memory_wanted is not None and not memory_wanted(loss, shape_key, dtype, mode):
+                measure_mem = False
             for name, builder in impls.items():
                 if not measure_mem:
                     mems[name] = float("nan")

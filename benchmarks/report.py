@@ -254,8 +254,8 @@ def render(results, meta, figure: str | None) -> str:
         "before the inputs are built is the baseline, the peak is reset after they are built "
         "(`/proc/self/clear_refs`), one call runs, and the table gives *peak minus baseline*, so **it counts "
         "the inputs** (logits, labels or targets), every temporary and the outputs, e.g. the gradient. "
-        "Ratios are probloss / peer: below 1 is faster or leaner. `-` means not measured (memory is only "
-        "measured for inputs of 64 MiB or more).",
+        "Ratios are probloss / peer: below 1 is faster or leaner. `-` means not measured (memory is "
+        "measured for inputs of 32 MiB or more, and for torch's forward-only cases at (8192, 32000) only).",
         "",
         "Implementations: `probloss` is the Keras-style class (`SparseCategoricalCrossentropy(from_logits=True)` "
         "etc., default reduction) on the backend's own arrays; `probloss.torch` is the `F.cross_entropy` "
@@ -288,9 +288,53 @@ def render(results, meta, figure: str | None) -> str:
         if suite == "numpy":
             out += ["Ratios are given against each peer in turn: Keras / plain formula.", ""]
         out += suite_table(data) + [""]
-    if meta.get("notes"):
-        out += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
+    out += ["## Notes", ""] + [f"- {n}" for n in NOTES + list(meta.get("notes", []))] + [""]
     return "\n".join(out)
+
+
+NOTES = [
+    "**Using it.** Torch users get the memory saving with one import change: "
+    "`from probloss.torch import cross_entropy` (or `CrossEntropyLoss`) instead of `F.cross_entropy`; same "
+    "arguments and numbers (class weights, `ignore_index`, label smoothing, probability targets, "
+    "class axis 1). The Keras-style functions and classes use the same kernels for torch tensors "
+    "(`from_logits=True`).",
+    "**The memory floor.** With the inputs counted, sparse cross-entropy needs the logits and their "
+    "gradient: 2 buffers of N x K against `F.cross_entropy`'s 4 (logits, saved log-softmax, two gradient "
+    "buffers), so 0.5x is the floor, and 0.25x when the gradient overwrites the logits "
+    "(`inplace_backward=True`). With soft targets the targets are a third N x K input: the floor is 3 "
+    "buffers against the peer's 5, 0.6x (0.4x in place), so the issue's 0.55x cannot be reached for "
+    "categorical targets while the inputs are counted; beyond the inputs it is about 0.33x.",
+    "**Keras-style API vs the drop-in.** The rows `probloss` (Keras-style classes) differ from "
+    "`probloss.torch` by what happens before the kernel, in the shared input preparation: dense targets "
+    "are converted with an array-API `astype`, which copies them (one more N x K for categorical, binary, "
+    "KL and Poisson), and float16/bfloat16 predictions are converted to float32 as a whole (one float32 "
+    "N x K, and its gradient), where the drop-in converts one chunk at a time. `copy=False` in that "
+    "conversion, and leaving half-precision logits to the kernels, would bring the Keras-style numbers to "
+    "the drop-in's.",
+    "**CUDA.** The GPU numbers (`torch_cuda`: one H100, PyTorch 2.11, made with `python "
+    "benchmarks/bench_torch.py --device cuda --shapes 8192x32000,1024x128256 --only sparse_logits,cat_logits "
+    "--repeats 10 --warmup 3`; memory there is `torch.cuda.max_memory_allocated` during one call plus the "
+    "inputs) keep the memory ratios (about 0.5x), "
+    "but the chunked kernels are written with eager PyTorch operations, which make more passes over "
+    "device memory than `F.cross_entropy`'s fused kernels (softmax, then a per-row scale, then the target "
+    "correction), and bfloat16 goes through a float32 scratch copy; they are slower there. A fused "
+    "(Triton) kernel would be the way to match torch's speed on GPU; it is not part of this work.",
+    "**JAX.** XLA fuses the generic formula (log-sum-exp, gather, softmax gradient) into few passes already, "
+    "so probloss's generic JAX code runs at Optax's speed. The `jax.custom_vjp` kernels "
+    "(`probloss._fast.jax_sparse_ce`, `jax_soft_ce`) did not win consistently and would give up forward-mode "
+    "differentiation (`jax.jvp`, `jax.hessian`), so they are off by default (`JAX_CUSTOM_VJP = False`).",
+    "**This machine.** The CPU runs are on a shared 2-vCPU virtual machine. Touching freshly allocated "
+    "memory is expensive and variable there (about 0.4 s per GiB, sometimes much more), so implementations "
+    "that allocate fewer N x K buffers also win time; the interleaved runs keep the ratios fair, and the "
+    "20th-80th percentile ranges show the spread.",
+    "**Scope of the run.** `make bench` must finish in 15 minutes on this machine, so each script's `PLAN` "
+    "is a selection: the losses other than cross-entropy from logits run on (256, 8, 4096) only (at "
+    "(8192, 32000) their peers take seconds per call); JAX leaves out categorical targets at (8192, 32000) "
+    "(Optax's `value_and_grad` peaks at 12.7 GiB there, over the 10 GB a benchmark may take on this "
+    "shared machine) and bfloat16 (emulated by XLA on CPU); NumPy leaves out Keras's categorical "
+    "cross-entropy at (8192, 32000) (it peaks near 10 GiB). Each script's `--only` and `--shapes` select "
+    "from its plan; `bench_torch.py --extra` adds the naive `logsumexp - gather` formula.",
+]
 
 
 def main(argv=None):

@@ -35,7 +35,9 @@ def _soft64(x, t, axis):
     return np.sum(t64 * (np.expand_dims(_lse64(x64, axis), axis) - x64), axis=axis)
 
 
-CASES = [((6, 5), -1), ((5, 40), -1), ((3, 5, 4), 1), ((2, 3, 4, 5), 2), ((4, 3, 2), 0), ((7,), 0)]
+# (6, 5) and (5, 40): few classes (NumPy's column loop, torch's logsumexp path below 32);
+# (5, 60): the row-reduction paths of both
+CASES = [((6, 5), -1), ((5, 40), -1), ((5, 60), -1), ((3, 5, 4), 1), ((2, 3, 4, 5), 2), ((4, 3, 2), 0), ((7,), 0)]
 
 
 def _data(shape, axis, seed=0, scale=3.0):
@@ -56,6 +58,7 @@ def _data(shape, axis, seed=0, scale=3.0):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numpy_fast_equals_generic_equals_formula(shape, axis, dtype, monkeypatch):
     monkeypatch.setattr(_fast, "_NP_CHUNK_ELEMS", 7)  # several uneven chunks
+    monkeypatch.setattr(_fast, "_NP_FEW_ROWS", 2)
     x, y, t = _data(shape, axis)
     x, t = x.astype(dtype), t.astype(dtype)
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
