@@ -175,9 +175,19 @@ def impls_for(loss, shape_key, dtype, mode):
 
 
 def make_runner(d, builder, mode, name):
-    f = jax.jit(jax.value_and_grad(builder(d)))
+    """``jit(value_and_grad)`` w.r.t. the predictions; labels and targets are arguments too.
+
+    (Closing over them instead would make them constants of the compiled program, which
+    XLA then folds at compile time: not how a training step sees its batch.)
+    """
+    aux = {k: v for k, v in d.items() if k != "pred"}
+
+    def loss(p, a):
+        return builder({"pred": p, **a})(p)
+
+    f = jax.jit(jax.value_and_grad(loss))
     p = d["pred"]
-    return (lambda: jax.block_until_ready(f(p))), None
+    return (lambda: jax.block_until_ready(f(p, aux))), None
 
 
 def _memory_task(cid, impl, quick):

@@ -16,7 +16,8 @@ Functions here keep nothing of size ``N x K`` except the caller's own tensors:
 
 Recomputing the row statistics in backward measured faster on CPU than reusing a saved
 log-sum-exp (one fused kernel instead of ``sub``, ``exp`` and ``mul`` passes), and it
-keeps the values bit-identical to ``F.cross_entropy``'s log-softmax.
+uses the very log-softmax kernel of ``F.cross_entropy``.  Below 32 classes (2-D, CPU)
+torch's fused kernels are slow, and ``x - logsumexp(x)`` is used instead.
 
 Layout: ``x`` is ``(A, K)`` (class axis last) or ``(A, K, B)`` (class axis in the middle,
 as torch's ``(N, C, d1, ...)``); chunks run over ``A``.  Half-precision logits are
