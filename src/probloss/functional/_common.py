@@ -35,7 +35,7 @@ def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pr
             from .._errors import ProblossTypeError
 
             raise ProblossTypeError(msg)
-        y_true = xp.astype(y_true, y_pred.dtype)
+        y_true = xp.astype(y_true, y_pred.dtype, copy=False)  # no N x K copy when already that dtype
     return xp, y_true, y_pred, out_dtype
 
 
