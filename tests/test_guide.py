@@ -101,7 +101,7 @@ def test_make_figures_redraws_them(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     made = sorted(p.name for p in tmp_path.glob("*.png"))
-    committed = sorted(p.name for p in (ROOT / "docs" / "figures").glob("*.png"))
-    assert made == committed
+    committed = {p.name for p in (ROOT / "docs" / "figures").glob("*.png")}
+    assert made and set(made) <= committed  # benchmarks.png comes from benchmarks/report.py
     for name in made:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
