@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -376,3 +378,20 @@ def _remaining(plan, loss, shape_key, dtype, only, wanted):
 
 def _quick_shape(shape):
     return (max(2, shape[0] // 16),) + tuple(shape[1:])
+
+
+# ------------------------------------------------------------------ shared case data
+
+SHAPES = {"8192x32000": (8192, 32000), "65536x10": (65536, 10), "1024x128256": (1024, 128256), "256x8x4096": (256, 8, 4096)}
+"""The issue's shapes, (N, K) or (N, K, T) with the class axis in the middle."""
+
+BASE_ROWS = 128
+"""Random rows generated per input, then tiled to N (fast, and just as costly to compute on)."""
+
+
+def softmax_rows(a, axis):
+    """Softmax of the NumPy array ``a`` along ``axis``, in place (used to draw probabilities)."""
+    a -= a.max(axis=axis, keepdims=True)
+    np.exp(a, out=a)
+    a /= a.sum(axis=axis, keepdims=True)
+    return a

@@ -17,7 +17,7 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "numpy"  # before keras is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import common_args, run_suite  # noqa: E402
+from _harness import BASE_ROWS, SHAPES, common_args, run_suite, softmax_rows  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -25,17 +25,10 @@ import numpy as np  # noqa: E402
 import probloss as pl  # noqa: E402
 
 EPS = 1e-7
-SHAPES = {"8192x32000": (8192, 32000), "65536x10": (65536, 10), "1024x128256": (1024, 128256), "256x8x4096": (256, 8, 4096)}
 
 
-def _softmax_rows(a, axis):
-    a -= a.max(axis=axis, keepdims=True)
-    np.exp(a, out=a)
-    a /= a.sum(axis=axis, keepdims=True)
-    return a
 
 
-BASE_ROWS = 128  # random rows generated, then tiled to N (fast, and just as costly to compute on)
 
 
 def make_inputs(loss: str, shape, dtype: str):
@@ -59,18 +52,18 @@ def make_inputs(loss: str, shape, dtype: str):
     if loss in ("sparse_logits", "cat_logits"):
         d = {"pred": tiled(normal()), "labels": labels()}
         if loss == "cat_logits":
-            d["target"] = tiled(_softmax_rows(normal(), 1))
+            d["target"] = tiled(softmax_rows(normal(), 1))
         return d
     if loss in ("sparse_probs", "cat_probs"):
-        d = {"pred": tiled(_softmax_rows(normal(), 1)), "labels": labels()}
+        d = {"pred": tiled(softmax_rows(normal(), 1)), "labels": labels()}
         if loss == "cat_probs":
-            d["target"] = tiled(_softmax_rows(normal(), 1))
+            d["target"] = tiled(softmax_rows(normal(), 1))
         return d
     if loss in ("bce", "bce_logits"):
         pred = normal() if loss == "bce_logits" else np.clip(rng.random(base_shape, dtype=np.float32), 1e-4, 1 - 1e-4)
         return {"pred": tiled(pred), "target": tiled((rng.random(base_shape, dtype=np.float32) < 0.5).astype(np.float32))}
     if loss == "kl":
-        return {"pred": tiled(_softmax_rows(normal(), -1)), "target": tiled(_softmax_rows(normal(), -1))}
+        return {"pred": tiled(softmax_rows(normal(), -1)), "target": tiled(softmax_rows(normal(), -1))}
     if loss == "poisson":
         rate = rng.random(base_shape, dtype=np.float32) * 5 + 0.1
         return {"pred": tiled(rate), "target": tiled(rng.poisson(rate).astype(np.float32))}

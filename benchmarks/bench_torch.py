@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import common_args, run_suite  # noqa: E402
+from _harness import BASE_ROWS, SHAPES, common_args, run_suite  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -28,7 +28,6 @@ import probloss as pl  # noqa: E402
 from probloss.torch import cross_entropy  # noqa: E402
 
 EPS = 1e-7
-SHAPES = {"8192x32000": (8192, 32000), "65536x10": (65536, 10), "1024x128256": (1024, 128256), "256x8x4096": (256, 8, 4096)}
 BIG = ("8192x32000", "1024x128256")
 
 
@@ -39,7 +38,6 @@ def _quick(shape):
 # ------------------------------------------------------------------------------- inputs
 
 
-BASE_ROWS = 128  # random rows generated, then tiled to N (fast, and just as costly to compute on)
 
 
 def make_inputs(loss: str, shape, dtype, device):
