@@ -395,3 +395,42 @@ def softmax_rows(a, axis):
     np.exp(a, out=a)
     a /= a.sum(axis=axis, keepdims=True)
     return a
+
+
+def make_inputs(loss: str, shape, dtype: str, *, to_array=np.ascontiguousarray, label_dtype=np.int64):
+    """Deterministic inputs for ``loss``; ``BASE_ROWS`` random rows tiled along the batch axis.
+
+    Returns a dict with ``pred`` and ``labels`` and/or ``target``, each passed through
+    ``to_array`` (e.g. ``jnp.asarray``); floating inputs are cast to ``dtype`` (a NumPy
+    dtype name), class labels to ``label_dtype``.
+    """
+    rng = np.random.default_rng(0)
+    k = shape[1]
+    label_shape = (shape[0],) + tuple(shape[2:])
+    base_shape = (min(shape[0], BASE_ROWS),) + tuple(shape[1:])
+    dt = np.dtype(dtype)
+
+    def tiled(base):
+        reps = -(-shape[0] // base.shape[0])
+        return to_array(np.tile(base, (reps,) + (1,) * (base.ndim - 1))[: shape[0]].astype(dt))
+
+    def normal():
+        return rng.standard_normal(base_shape, dtype=np.float32) * 2
+
+    def labels():
+        return to_array(rng.integers(0, k, label_shape).astype(label_dtype))
+
+    if loss in ("sparse_logits", "cat_logits", "sparse_probs", "cat_probs"):
+        d = {"pred": tiled(normal() if loss.endswith("logits") else softmax_rows(normal(), 1)), "labels": labels()}
+        if loss.startswith("cat"):
+            d["target"] = tiled(softmax_rows(normal(), 1))
+        return d
+    if loss in ("bce", "bce_logits"):
+        pred = normal() if loss == "bce_logits" else np.clip(rng.random(base_shape, dtype=np.float32), 1e-4, 1 - 1e-4)
+        return {"pred": tiled(pred), "target": tiled((rng.random(base_shape, dtype=np.float32) < 0.5).astype(np.float32))}
+    if loss == "kl":
+        return {"pred": tiled(softmax_rows(normal(), -1)), "target": tiled(softmax_rows(normal(), -1))}
+    if loss == "poisson":
+        rate = rng.random(base_shape, dtype=np.float32) * 5 + 0.1
+        return {"pred": tiled(rate), "target": tiled(rng.poisson(rate).astype(np.float32))}
+    raise ValueError(loss)

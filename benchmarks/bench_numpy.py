@@ -17,7 +17,8 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "numpy"  # before keras is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import BASE_ROWS, SHAPES, common_args, run_suite, softmax_rows  # noqa: E402
+from _harness import SHAPES, common_args, run_suite  # noqa: E402
+from _harness import make_inputs as harness_make_inputs  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,47 +28,7 @@ import probloss as pl  # noqa: E402
 EPS = 1e-7
 
 
-
-
-
-
-def make_inputs(loss: str, shape, dtype: str):
-    """Deterministic inputs; ``BASE_ROWS`` random rows tiled along the batch axis."""
-    rng = np.random.default_rng(0)
-    k = shape[1]
-    label_shape = (shape[0],) + tuple(shape[2:])
-    base_shape = (min(shape[0], BASE_ROWS),) + tuple(shape[1:])
-    dt = np.dtype(dtype)
-
-    def tiled(base):
-        reps = -(-shape[0] // base.shape[0])
-        return np.ascontiguousarray(np.tile(base, (reps,) + (1,) * (base.ndim - 1))[: shape[0]], dtype=dt)
-
-    def normal():
-        return rng.standard_normal(base_shape, dtype=np.float32) * 2
-
-    def labels():
-        return rng.integers(0, k, label_shape, dtype=np.int64)
-
-    if loss in ("sparse_logits", "cat_logits"):
-        d = {"pred": tiled(normal()), "labels": labels()}
-        if loss == "cat_logits":
-            d["target"] = tiled(softmax_rows(normal(), 1))
-        return d
-    if loss in ("sparse_probs", "cat_probs"):
-        d = {"pred": tiled(softmax_rows(normal(), 1)), "labels": labels()}
-        if loss == "cat_probs":
-            d["target"] = tiled(softmax_rows(normal(), 1))
-        return d
-    if loss in ("bce", "bce_logits"):
-        pred = normal() if loss == "bce_logits" else np.clip(rng.random(base_shape, dtype=np.float32), 1e-4, 1 - 1e-4)
-        return {"pred": tiled(pred), "target": tiled((rng.random(base_shape, dtype=np.float32) < 0.5).astype(np.float32))}
-    if loss == "kl":
-        return {"pred": tiled(softmax_rows(normal(), -1)), "target": tiled(softmax_rows(normal(), -1))}
-    if loss == "poisson":
-        rate = rng.random(base_shape, dtype=np.float32) * 5 + 0.1
-        return {"pred": tiled(rate), "target": tiled(rng.poisson(rate).astype(np.float32))}
-    raise ValueError(loss)
+make_inputs = harness_make_inputs
 
 
 def _lse(x, axis):
