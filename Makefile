@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# torch is pinned so pip takes the CPU wheel; JAX runs on the CPU.
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[torch,jax,test,bench]"
+	$(PIP) install --quiet -e ".[torch,jax,fast,test,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)

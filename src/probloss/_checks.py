@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from . import _scan
 from ._compat import is_floating, is_numpy, is_torch, is_traced
 from ._errors import (
     ArgumentError,
@@ -267,22 +268,29 @@ def _minmax(xp, x):
 
 
 def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
-    """``lo <= x <= hi`` everywhere, checked with min/max reductions (no temporaries).
+    """``lo <= x <= hi`` everywhere, checked in about one pass and with no temporaries.
 
-    NaN makes the comparisons false, so it is caught too; only on failure is the first
-    offending element located for the message.
+    Big CPU arrays get one compiled pass (:mod:`probloss._scan`, with numba), others
+    min/max reductions.  NaN makes the comparisons false, so it is caught too; only on
+    failure is the first offending element located for the message.
     """
+    if lo is None and hi is None:
+        return
+    if not _in_range(xp, x, lo, hi):
+        _raise_out_of_range(xp, x, name, lo, hi, why)
+
+
+def _in_range(xp, x, lo, hi) -> bool:
+    fused = _scan.in_range(x, lo, hi)  # None where it does not apply
+    if fused is not None:
+        return fused
     if lo is not None and hi is not None:
         low, high = _minmax(xp, x)
-        ok = (low >= lo) & (high <= hi)
-    elif lo is not None:
-        ok = xp.min(x) >= lo
-    elif hi is not None:
-        ok = xp.max(x) <= hi
-    else:
-        return
-    if _holds(ok):
-        return
+        return _holds((low >= lo) & (high <= hi))
+    return _holds(xp.min(x) >= lo) if lo is not None else _holds(xp.max(x) <= hi)
+
+
+def _raise_out_of_range(xp, x, name, lo, hi, why):
     _raise_nonfinite(xp, x, name)
     bad = (x < lo) if hi is None else ((x > hi) if lo is None else (x < lo) | (x > hi))
     pos = _first_bad(xp, bad)

@@ -35,7 +35,16 @@ import threading
 
 from ._compat import is_jax, is_numpy, is_torch
 
-__all__ = ["JAX_CUSTOM_VJP", "categorical_from_probs", "elementwise", "fast_paths", "fast_paths_enabled", "soft_from_logits", "sparse_from_logits"]
+__all__ = [
+    "JAX_CUSTOM_VJP",
+    "categorical_from_probs",
+    "elementwise",
+    "fast_paths",
+    "fast_paths_enabled",
+    "row_sums_in_range",
+    "soft_from_logits",
+    "sparse_from_logits",
+]
 
 JAX_CUSTOM_VJP = False
 """Use :func:`jax_sparse_ce` / :func:`jax_soft_ce` for JAX inputs (off: see the module doc)."""
@@ -177,6 +186,36 @@ def categorical_from_probs(xp, t, p, axis: int, epsilon: float):
     shape = (a, k) if b == 1 else (a, k, b)
     out = row_reduce(p.reshape(shape), t.reshape(shape), "cat_probs", epsilon, False)
     return out.reshape(tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :]))
+
+
+def row_sums_in_range(xp, p, axis: int, lo: float, hi: float):
+    """``(sums, ok)`` from one compiled pass over ``p``, or ``None``.
+
+    ``sums`` is ``sum(p, axis, keepdims=True)`` in ``p``'s array type and dtype
+    (differentiable for torch), accumulated in float64; ``ok`` tells whether every element
+    lies in ``[lo, hi]``.  Only for the last axis of a big NumPy or CPU torch array with
+    numba installed (see :mod:`probloss._scan`); the caller otherwise sums with ``xp``
+    and checks with separate reductions.
+    """
+    if not fast_paths_enabled() or p.ndim == 0 or axis % p.ndim != p.ndim - 1:
+        return None
+    if not (is_numpy(xp) or is_torch(xp)):
+        return None
+    from . import _scan
+
+    fused = _scan.row_sums_in_range(p, lo, hi)
+    if fused is None:
+        return None
+    sums64, ok = fused
+    if is_numpy(xp):
+        import numpy as np
+
+        return np.expand_dims(sums64.astype(p.dtype), -1), ok
+    import torch
+
+    from .torch._kernels import given_row_sums
+
+    return given_row_sums(p, torch.from_numpy(sums64).to(p.dtype)).unsqueeze(-1), ok
 
 
 # --------------------------------------------------------------------------------- numpy

@@ -148,9 +148,20 @@ def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, eps
 def _row_sums(xp, p, axis, *, check: bool = True):
     """Sums along the class axis (kept); in eager mode also the probability checks.
 
-    The checks reuse the sums (see :func:`probloss._checks.check_probability_rows`);
-    ``check=False`` when ``p`` came from a softmax of logits.
+    The checks reuse the sums (see :func:`probloss._checks.check_probability_rows`); for
+    a big CPU array with numba installed, sums and range check are one compiled pass
+    (:func:`probloss._fast.row_sums_in_range`).  ``check=False`` when ``p`` came from a
+    softmax of logits.
     """
+    if check and C.eager(p):
+        fused = _fast.row_sums_in_range(xp, p, axis, 0.0, 1.0)  # sums and range in one pass, or None
+        if fused is not None:
+            sums, in_range = fused
+            if not in_range:
+                C.check_probabilities(xp, p)  # raises, naming the first bad element
+            if p.shape[axis] > 1:
+                C.warn_unnormalized(xp, sums, axis)
+            return sums
     sums = xp.sum(p, axis=axis, keepdims=True)
     if check and C.eager(sums):
         if p.shape[axis] > 1:

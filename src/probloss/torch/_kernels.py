@@ -35,7 +35,17 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-__all__ = ["RowReduce", "SoftTargetCE", "SparseCE", "chunk_rows", "row_reduce", "soft_target_ce", "sparse_ce"]
+__all__ = [
+    "GivenRowSums",
+    "RowReduce",
+    "SoftTargetCE",
+    "SparseCE",
+    "chunk_rows",
+    "given_row_sums",
+    "row_reduce",
+    "soft_target_ce",
+    "sparse_ce",
+]
 
 # Elements per chunk: on CPU small enough that a chunk (and its float32 scratch) stays in
 # cache between the passes over it; on a GPU large enough to fill the device.
@@ -409,6 +419,26 @@ class RowReduce(torch.autograd.Function):
             e = s + ctx.rows
             grad(p[s:e], t[s:e], ctx.eps, out[s:e]).mul_(scale[s:e])
         return out, None, None, None, None, None
+
+
+class GivenRowSums(torch.autograd.Function):
+    """``x.sum(-1)`` whose value ``sums`` was computed elsewhere (one fused scan that also
+    checked ``x``'s values); backward broadcasts the upstream gradient along the last axis.
+    """
+
+    @staticmethod
+    def forward(ctx, x, sums):
+        ctx.shape = x.shape
+        return sums.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.unsqueeze(-1).expand(ctx.shape), None
+
+
+def given_row_sums(x, sums):
+    """Apply :class:`GivenRowSums`: ``sums`` (shape ``x.shape[:-1]``) with the gradient of ``x.sum(-1)``."""
+    return GivenRowSums.apply(x, sums)
 
 
 @torch.compiler.disable

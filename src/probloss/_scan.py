@@ -1,0 +1,147 @@
+"""One-pass scans of big CPU arrays for the value checks (optional; needs numba).
+
+A value check reads every element of an ``N x K`` input.  On a memory-bound loss that
+second read costs as much as the loss itself: sparse cross-entropy from probabilities
+reads ``y_pred`` once (the row sums Keras renormalises by), and a separate ``min``
+doubles its time.  NumPy and eager torch cannot fuse two reductions into one pass, so
+this module compiles, with numba, one loop that does both:
+
+* :func:`row_sums_in_range`: per-row sums (accumulated in float64) *and* the test
+  ``lo <= x <= hi`` over every element, in the same pass;
+* :func:`in_range`: the test alone, ``lo <= x <= hi`` (NaN fails it), in one pass where
+  NumPy needs two (``min`` and ``max``).
+
+Both split the rows over a few threads (the compiled loop releases the GIL); threads are
+started per call, so a fork (a data-loader worker) never inherits a half-dead pool.
+
+Every function returns ``None`` when it does not apply, and the caller then runs its
+generic ``xp`` code: numba is not installed (``pip install probloss[fast]``), the array
+is small (below :data:`MIN_ELEMENTS`, where compiling and threads are not worth it), not
+on the CPU, not C-contiguous, or not float32/float64.  The first call compiles the loop
+(about a second) and caches it on disk.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["MIN_ELEMENTS", "available", "in_range", "row_sums_in_range"]
+
+MIN_ELEMENTS = 1 << 20
+"""Arrays smaller than this are checked with plain ``xp`` reductions."""
+
+_BLOCK = 1 << 12  # in_range views a flat array as rows of this many elements
+_kernel = None
+
+
+def available() -> bool:
+    """Whether numba can be imported (it is imported only on the first big array)."""
+    return _kernel is not None or importlib.util.find_spec("numba") is not None
+
+
+def _compiled():
+    """The numba kernel, compiled on first use (and cached on disk by numba)."""
+    global _kernel
+    if _kernel is None:
+        import numba
+
+        # ``reassoc`` lets LLVM split the float64 sum over vector lanes (it reorders the
+        # additions, as a pairwise sum does); comparisons keep their NaN semantics.
+        @numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
+        def scan_rows(x, lo, hi, sums, start, stop):
+            """Rows ``start:stop`` of the 2-D ``x``: sums into ``sums``; True if all in range."""
+            ok = True
+            for i in range(start, stop):
+                s = 0.0
+                for j in range(x.shape[1]):
+                    v = x[i, j]
+                    s += v
+                    ok &= (v >= lo) & (v <= hi)
+                sums[i] = s
+            return ok
+
+        _kernel = scan_rows
+    return _kernel
+
+
+def _as_numpy(x):
+    """A zero-copy NumPy view of a big C-contiguous float32/64 CPU array, else ``None``."""
+    if math.prod(x.shape) < MIN_ELEMENTS or not available():
+        return None
+    if isinstance(x, np.ndarray):
+        a = x
+    elif type(x).__module__.startswith("torch"):
+        if x.device.type != "cpu" or x.is_conj() or x.is_neg() or not x.is_contiguous():
+            return None
+        a = x.detach().numpy()
+    else:
+        return None
+    if a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
+        return None
+    return a
+
+
+def _threads(rows: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8, rows))
+
+
+def _scan(a2, lo: float, hi: float, sums) -> bool:
+    """Run the kernel over the rows of ``a2``, split over threads; True if all in range."""
+    kernel = _compiled()
+    n = a2.shape[0]
+    workers = _threads(n)
+    bounds = [n * i // workers for i in range(workers + 1)]
+    results = [True] * workers
+
+    def work(i):
+        results[i] = kernel(a2, lo, hi, sums, bounds[i], bounds[i + 1])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, workers)]
+    for t in threads:
+        t.start()
+    work(0)
+    for t in threads:
+        t.join()
+    return all(results)
+
+
+def row_sums_in_range(x, lo: float, hi: float):
+    """``(sums, ok)`` for the last axis of ``x`` in one pass, or ``None``.
+
+    ``sums`` is a float64 NumPy array of shape ``x.shape[:-1]``; ``ok`` is True when every
+    element satisfies ``lo <= x <= hi`` (so False for NaN).
+    """
+    a = _as_numpy(x)
+    if a is None or a.ndim == 0:
+        return None
+    a2 = a.reshape(-1, a.shape[-1])
+    sums = np.empty(a2.shape[0], np.float64)
+    ok = _scan(a2, float(lo), float(hi), sums)
+    return sums.reshape(a.shape[:-1]), ok
+
+
+def in_range(x, lo: float | None, hi: float | None):
+    """True when every element satisfies ``lo <= x <= hi`` (NaN fails), or ``None``.
+
+    ``lo`` or ``hi`` may be ``None`` for a one-sided test.
+    """
+    a = _as_numpy(x)
+    if a is None:
+        return None
+    lo = -math.inf if lo is None else float(lo)
+    hi = math.inf if hi is None else float(hi)
+    flat = a.reshape(-1)
+    body = flat.size - flat.size % _BLOCK
+    a2 = flat[:body].reshape(-1, _BLOCK)
+    ok = _scan(a2, lo, hi, np.empty(a2.shape[0], np.float64))
+    tail = flat[body:]
+    return ok and bool(np.all((tail >= lo) & (tail <= hi)))
