@@ -125,6 +125,15 @@ def test_negative_soft_labels(be):
         pl.categorical_crossentropy(f32(be, [[1.2, -0.2, 0.0]]), f32(be, [[0.5, 0.3, 0.2]]))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("bad", [-0.2, np.nan])
+def test_bad_soft_labels_with_logits(be, smoothing, bad):
+    # without smoothing, torch's kernel checks the labels while it reads them
+    labels = f32(be, [[0.0, 1.0, 0.0], [1.0 - bad if bad == bad else 1.0, bad, 0.0]])
+    with raises(pl.LabelValueError, "y_true", r"\(1, 1\)"):
+        pl.categorical_crossentropy(labels, f32(be, [[2.0, 1.0, 0.1], [0.5, 0.3, 0.2]]), from_logits=True, label_smoothing=smoothing)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_or_inf_in_labels(be, bad):
     with raises(pl.LabelValueError, "y_true"):

@@ -125,20 +125,30 @@ def sparse_from_logits(xp, x, labels, axis: int):
     return None
 
 
-def soft_from_logits(xp, t, x, axis: int):
-    """Per-sample ``sum(t * (logsumexp(x) - x), axis)`` (soft-target CE), or ``None``."""
+def soft_from_logits(xp, t, x, axis: int, *, t_min: list | None = None):
+    """Per-sample ``sum(t * (logsumexp(x) - x), axis)`` (soft-target CE), or ``None``.
+
+    With a list ``t_min``, a kernel that can take ``min(t)`` while it reads ``t`` (torch's)
+    appends it (a Python float) for the caller's value check; others leave it empty.
+    """
     if not fast_paths_enabled() or x.ndim == 0 or tuple(t.shape) != tuple(x.shape):
         return None
     a, k, b = _split(tuple(x.shape), axis)
     out_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])
     if is_torch(xp):
+        import torch
+
         from .torch._kernels import soft_target_ce
 
         if t.dtype != x.dtype:
             return None
         x3 = _view3(x, a, k, b, lambda u, s: u.reshape(s))
         t3 = _view3(t, a, k, b, lambda u, s: u.reshape(s))
-        return soft_target_ce(x3, t3).reshape(out_shape).to(x.dtype)
+        low = None if t_min is None else torch.empty((), dtype=t.dtype, device=t.device)
+        loss = soft_target_ce(x3, t3, t_min=low).reshape(out_shape).to(x.dtype)
+        if low is not None:
+            t_min.append(low.item())
+        return loss
     if is_numpy(xp):
         import numpy as np
 

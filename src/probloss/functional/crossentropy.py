@@ -125,7 +125,7 @@ def _check_categorical_shapes(xp, t, p, loss):
     C.check_same_shape(t, p, loss)
 
 
-def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss):
+def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss, *, check_labels=True):
     C.check_bool("from_logits", from_logits)
     label_smoothing = C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0)
     epsilon = C.check_epsilon(epsilon)
@@ -138,11 +138,31 @@ def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, eps
             f"{loss}: `y_pred` has a single class along axis {axis}, so the loss is always ~0. "
             "For a binary problem with one output unit use `binary_crossentropy`."
         )
-    if C.eager(t, p):
-        C.check_nonnegative_values(xp, t, "y_true", "labels are probabilities and cannot be negative.")
+    if check_labels and C.eager(t, p):
+        _check_soft_labels(xp, t)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + label_smoothing / num_classes
     return xp, t, p, out_dtype, axis, epsilon
+
+
+def _check_soft_labels(xp, t, name="y_true"):
+    C.check_nonnegative_values(xp, t, name, "labels are probabilities and cannot be negative.")
+
+
+def _soft_ce_checking_labels(xp, t, x, axis, name="y_true"):
+    """Soft-target CE from logits (native kernel, or ``None``) with the check ``t >= 0``.
+
+    torch's kernel takes ``min(t)`` chunk by chunk while it reads ``t`` anyway, about half
+    the cost of a separate pass; elsewhere the check is its own pass.  Only on failure is
+    ``t`` scanned again, to name the element.
+    """
+    if not C.eager(t, x):
+        return _fast.soft_from_logits(xp, t, x, axis)
+    t_min = []
+    loss = _fast.soft_from_logits(xp, t, x, axis, t_min=t_min)
+    if not (t_min and t_min[0] >= 0):  # not folded, or a negative (or NaN) label
+        _check_soft_labels(xp, t, name)
+    return loss
 
 
 def _row_sums(xp, p, axis, *, check: bool = True):
@@ -214,11 +234,15 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     >>> np.round(pl.categorical_crossentropy(y_true, y_pred), 4)
     array([0.0513, 2.3026], dtype=float32)
     """
+    # From logits without smoothing, the labels reach the kernel unchanged, so it can
+    # check them as it reads them; smoothing would hide a negative label, so check first.
+    fold = from_logits and not label_smoothing
     xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
-        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy"
+        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy", check_labels=not fold
     )
     if from_logits:
-        fast = _fast.soft_from_logits(xp, t, p, axis)  # native kernel, or None
+        # native kernel, or None
+        fast = _soft_ce_checking_labels(xp, t, p, axis) if fold else _fast.soft_from_logits(xp, t, p, axis)
     else:
         sums = _row_sums(xp, p, axis)  # Keras renormalises rows; in eager mode, the probability checks
         fast = _fast.categorical_from_probs(xp, t, p, axis, epsilon)  # native kernel, or None
@@ -372,7 +396,7 @@ def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
     _check_categorical_shapes(xp, t, x, "softmax_cross_entropy_with_logits")
     axis = C.check_axis(axis, x.ndim, what="logits")
     if C.eager(t, x):
-        C.check_nonnegative_values(xp, t, "labels", "labels are probabilities and cannot be negative.")
+        _check_soft_labels(xp, t, "labels")
     return finish(xp, -xp.sum(t * log_softmax(x, xp, axis=axis), axis=axis), out_dtype, labels=t, logits=x)
 
 

@@ -235,10 +235,13 @@ class SoftTargetCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, t, weight, eps, inplace, chunk):
+    def forward(ctx, x, t, weight, eps, inplace, chunk, t_min):
         rows = chunk_rows(x, chunk)
         k = x.shape[1]
         dt = _stat_dtype(x)
+        # ``t_min`` (a 0-d tensor, or None) receives min(t) for the caller's value check,
+        # taken chunk by chunk while the chunk is in cache: about half a separate pass.
+        chunk_mins = torch.empty(-(-x.shape[0] // rows), dtype=t.dtype, device=t.device) if t_min is not None else None
         scratch = _Scratch(x, rows, dt)
         coef = _stat(x, dt)
         loss = _stat(x, dt)
@@ -248,9 +251,11 @@ class SoftTargetCE(torch.autograd.Function):
         total_w = float(k) if weight is None else weight.sum()
         smooth_part = _stat(x, dt) if eps else None
         log_softmax_out = _kernels(x)[0]
-        for s in range(0, x.shape[0], rows):
+        for i, s in enumerate(range(0, x.shape[0], rows)):
             e = s + rows
             xc, tc = x[s:e], t[s:e]
+            if chunk_mins is not None:
+                torch.amin(tc, out=chunk_mins[i])
             logp = _apply(log_softmax_out, xc, scratch.get("logp", xc.shape[0]), scratch)
             if w is not None:
                 logp.mul_(w)
@@ -259,6 +264,8 @@ class SoftTargetCE(torch.autograd.Function):
             torch.sum(logp.mul_(tc), 1, out=loss[s:e])
             wt = tc if w is None else scratch.get("wt", xc.shape[0]).copy_(tc).mul_(w)
             torch.sum(wt, 1, dtype=dt, out=coef[s:e])
+        if chunk_mins is not None:
+            t_min.copy_(chunk_mins.amin())
         loss.neg_()
         if eps:
             loss.mul_(1.0 - eps).sub_(smooth_part.mul_(eps / k))
@@ -303,7 +310,7 @@ class SoftTargetCE(torch.autograd.Function):
                     buf.sub_(g_eps[s:e] if w is None else g_eps[s:e] * w)
 
             dx = _grad_by_chunks(x, rows, ctx.inplace, finish)
-        return dx, dt_grad, None, None, None, None
+        return dx, dt_grad, None, None, None, None, None
 
 
 # ------------------------------------------------------------------ elementwise losses
@@ -454,6 +461,9 @@ def sparse_ce(x, y, weight=None, smooth=False, inplace=False, chunk=None):
 
 
 @torch.compiler.disable
-def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None):
-    """Apply :class:`SoftTargetCE` (eagerly, also under ``torch.compile``)."""
-    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk)
+def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None, t_min=None):
+    """Apply :class:`SoftTargetCE` (eagerly, also under ``torch.compile``).
+
+    ``t_min``, a 0-d tensor of ``t``'s dtype and device, receives ``min(t)``.
+    """
+    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min)
