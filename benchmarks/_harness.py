@@ -277,6 +277,21 @@ def common_args(doc: str):
     return parser
 
 
+def build_for_memory(cid, impl, quick, *, make_inputs, impls_for, make_runner):
+    """A ``memory_task`` for :func:`run_suite`: the call of ``impl`` for case ``cid``.
+
+    Bind the suite's builders with ``functools.partial`` (it pickles by reference to
+    the script's module-level functions, as the fork server needs).
+    """
+    loss, shape_key, dtype, mode = cid.split("|")
+    shape = SHAPES[shape_key]
+    if quick:
+        shape = (max(2, shape[0] // 16),) + tuple(shape[1:])
+    d = make_inputs(loss, shape, dtype)
+    run, _ = make_runner(d, impls_for(loss, shape_key, dtype, mode)[impl], mode, impl)
+    return run
+
+
 def case_id(loss, shape_key, dtype, mode) -> str:
     return f"{loss}|{shape_key}|{dtype}|{mode}"
 

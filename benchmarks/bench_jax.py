@@ -12,11 +12,12 @@ same probloss call with :data:`probloss._fast.JAX_CUSTOM_VJP` switched on.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SHAPES, common_args, run_suite  # noqa: E402
+from _harness import SHAPES, build_for_memory, common_args, run_suite  # noqa: E402
 from _harness import make_inputs as harness_make_inputs  # noqa: E402
 
 import jax  # noqa: E402
@@ -146,16 +147,6 @@ def make_runner(d, builder, mode, name):
     return (lambda: jax.block_until_ready(f(p, aux))), None
 
 
-def _memory_task(cid, impl, quick):
-    loss, shape_key, dtype, mode = cid.split("|")
-    shape = SHAPES[shape_key]
-    if quick:
-        shape = (max(2, shape[0] // 16),) + tuple(shape[1:])
-    d = make_inputs(loss, shape, dtype)
-    run, _ = make_runner(d, impls_for(loss, shape_key, dtype, mode)[impl], mode, impl)
-    return run
-
-
 def main():
     args = common_args(__doc__).parse_args()
     run_suite(
@@ -166,7 +157,7 @@ def main():
         make_inputs=make_inputs,
         impls_for=impls_for,
         make_runner=make_runner,
-        memory_task=_memory_task,
+        memory_task=functools.partial(build_for_memory, make_inputs=make_inputs, impls_for=impls_for, make_runner=make_runner),
         nbytes=lambda d: sum(a.size * a.dtype.itemsize for a in d.values()),
     )
 

@@ -10,6 +10,7 @@ more in a fresh process for its peak memory.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "numpy"  # before keras is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SHAPES, common_args, run_suite  # noqa: E402
+from _harness import SHAPES, build_for_memory, common_args, run_suite  # noqa: E402
 from _harness import make_inputs as harness_make_inputs  # noqa: E402
 
 import keras  # noqa: E402
@@ -116,16 +117,6 @@ def make_runner(d, builder, mode, name):
     return (lambda: f(p)), None
 
 
-def _memory_task(cid, impl, quick):
-    loss, shape_key, dtype, mode = cid.split("|")
-    shape = SHAPES[shape_key]
-    if quick:
-        shape = (max(2, shape[0] // 16),) + tuple(shape[1:])
-    d = make_inputs(loss, shape, dtype)
-    run, _ = make_runner(d, impls_for(loss, shape_key, dtype, mode)[impl], mode, impl)
-    return run
-
-
 def main():
     args = common_args(__doc__).parse_args()
     run_suite(
@@ -136,7 +127,7 @@ def main():
         make_inputs=make_inputs,
         impls_for=impls_for,
         make_runner=make_runner,
-        memory_task=_memory_task,
+        memory_task=functools.partial(build_for_memory, make_inputs=make_inputs, impls_for=impls_for, make_runner=make_runner),
         nbytes=lambda d: sum(a.nbytes for a in d.values()),
     )
 
