@@ -267,6 +267,29 @@ def _minmax(xp, x):
     return xp.min(x), xp.max(x)
 
 
+class RangeCheck:
+    """A value check ``lo <= x <= hi`` on ``x``, kept for later.
+
+    A fused kernel (:mod:`probloss._fused`) can test it in the pass that computes the
+    loss, and runs :meth:`run` (which names the offending element) only on failure;
+    any other path calls :meth:`run` before computing.
+    """
+
+    __slots__ = ("hi", "lo", "name", "why", "x")
+
+    def __init__(self, x, name: str, lo=None, hi=None, *, why: str):
+        self.x, self.name, self.lo, self.hi, self.why = x, name, lo, hi, why
+
+    def run(self, xp):
+        check_range(xp, self.x, self.name, self.lo, self.hi, why=self.why)
+
+
+def run_checks(xp, checks):
+    """Run the kept :class:`RangeCheck` s, in order."""
+    for check in checks:
+        check.run(xp)
+
+
 def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     """``lo <= x <= hi`` everywhere, checked in about one pass and with no temporaries.
 
@@ -305,9 +328,13 @@ LOGITS_HINT = (
 )
 
 
-def check_probabilities(xp, y_pred, name: str = "y_pred"):
+def probabilities_check(y_pred, name: str = "y_pred") -> RangeCheck:
     """Values must lie in [0, 1]; outside that they are almost surely logits."""
-    check_range(xp, y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
+    return RangeCheck(y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
+
+
+def check_probabilities(xp, y_pred, name: str = "y_pred"):
+    probabilities_check(y_pred, name).run(xp)
 
 
 def check_probability_rows(xp, y_pred, sums, axis: int, name: str = "y_pred", tol: float = 1e-3):
@@ -376,16 +403,24 @@ def check_integer_valued(xp, labels, name: str = "y_true"):
         raise LabelFormatError(msg)
 
 
-def check_binary_targets(xp, y_true, name: str = "y_true"):
-    check_range(
-        xp, y_true, name, 0.0, 1.0,
+def binary_targets_check(y_true, name: str = "y_true") -> RangeCheck:
+    return RangeCheck(
+        y_true, name, 0.0, 1.0,
         why="binary targets are 0/1 labels or probabilities. For class indices use "
         "`sparse_categorical_crossentropy`; for counts, `poisson`.",
     )
 
 
+def check_binary_targets(xp, y_true, name: str = "y_true"):
+    binary_targets_check(y_true, name).run(xp)
+
+
+def nonnegative_check(x, name: str, hint: str) -> RangeCheck:
+    return RangeCheck(x, name, 0.0, None, why=hint)
+
+
 def check_nonnegative_values(xp, x, name: str, hint: str):
-    check_range(xp, x, name, 0.0, None, why=hint)
+    nonnegative_check(x, name, hint).run(xp)
 
 
 def warn(message: str):

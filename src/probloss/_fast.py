@@ -160,22 +160,49 @@ def soft_from_logits(xp, t, x, axis: int, *, t_min: list | None = None):
     return None
 
 
-def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = True):
+def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = True, checks=()):
     """Keras's elementwise losses reduced over the last axis, or ``None``.
 
     ``kind`` is ``"bce"``, ``"bce_logits"``, ``"kl"`` (a sum) or ``"poisson"``; ``t`` and
     ``p`` are the prepared (already smoothed, same dtype and shape) targets and
-    predictions.  Only torch has a kernel (:class:`probloss.torch._kernels.RowReduce`),
-    and only for the last axis and targets that need no gradient.
+    predictions.  ``checks`` are the caller's kept value checks
+    (:class:`probloss._checks.RangeCheck`) on ``t`` and ``p``: they are run here when a
+    kernel applies, and left to the caller when this returns ``None``.
+
+    * big float32 NumPy arrays and CPU tensors: one compiled pass computes the loss and
+      tests the checks (:mod:`probloss._fused`, with numba);
+    * other torch tensors: the chunked :class:`probloss.torch._kernels.RowReduce`.
+
+    Both only for the last axis and targets that need no gradient.
     """
-    if not fast_paths_enabled() or not is_torch(xp) or p.ndim == 0:
+    if not fast_paths_enabled() or p.ndim == 0 or not (is_torch(xp) or is_numpy(xp)):
         return None
-    if axis % p.ndim != p.ndim - 1 or tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype or t.requires_grad:
+    if axis % p.ndim != p.ndim - 1 or tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype:
         return None
+    if is_torch(xp) and t.requires_grad:
+        return None
+    from . import _fused
+
+    fused = _fused.rows(kind, t, p, epsilon, mean=mean) if _fused.applies(kind, t, p) else None
+    if fused is not None:
+        values, t_bits, p_bits = fused
+        for check in checks:
+            bits = t_bits if check.x is t else p_bits if check.x is p else None
+            if bits is None or not _fused.within(bits, check.lo, check.hi):
+                check.run(xp)  # raises, naming the element (a -0.0 passes)
+        if is_numpy(xp):
+            return values
+    elif not is_torch(xp):
+        return None
+    else:
+        from ._checks import run_checks
+
+        run_checks(xp, checks)
+        values = None
     from .torch._kernels import row_reduce
 
     k = p.shape[-1]
-    out = row_reduce(p.reshape(-1, k), t.reshape(-1, k), kind, epsilon, mean)
+    out = row_reduce(p.reshape(-1, k), t.reshape(-1, k), kind, epsilon, mean, values=values)
     return out.reshape(tuple(p.shape[:-1]))
 
 

@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["MIN_ELEMENTS", "available", "in_range", "row_sums_in_range"]
+__all__ = ["MIN_ELEMENTS", "as_numpy", "available", "in_range", "row_sums_in_range", "split_rows"]
 
 MIN_ELEMENTS = 1 << 20
 """Arrays smaller than this are checked with plain ``xp`` reductions."""
@@ -69,7 +69,7 @@ def _compiled():
     return _kernel
 
 
-def _as_numpy(x):
+def as_numpy(x):
     """A zero-copy NumPy view of a big C-contiguous float32/64 CPU array, else ``None``."""
     if math.prod(x.shape) < MIN_ELEMENTS or not available():
         return None
@@ -94,16 +94,19 @@ def _threads(rows: int) -> int:
     return max(1, min(cpus, 8, rows))
 
 
-def _scan(a2, lo: float, hi: float, sums) -> bool:
-    """Run the kernel over the rows of ``a2``, split over threads; True if all in range."""
-    kernel = _compiled()
-    n = a2.shape[0]
-    workers = _threads(n)
-    bounds = [n * i // workers for i in range(workers + 1)]
-    results = [True] * workers
+def split_rows(kernel, rows: int, *args) -> list:
+    """``kernel(*args, start, stop)`` over ``rows`` rows split between threads; the results.
+
+    The kernels are compiled with ``nogil=True``, so the threads run in parallel.  They are
+    started per call (a few tens of microseconds, nothing next to a scan of a million
+    elements), so a fork never inherits a pool.
+    """
+    workers = _threads(rows)
+    bounds = [rows * i // workers for i in range(workers + 1)]
+    results = [None] * workers
 
     def work(i):
-        results[i] = kernel(a2, lo, hi, sums, bounds[i], bounds[i + 1])
+        results[i] = kernel(*args, bounds[i], bounds[i + 1])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(1, workers)]
     for t in threads:
@@ -111,7 +114,12 @@ def _scan(a2, lo: float, hi: float, sums) -> bool:
     work(0)
     for t in threads:
         t.join()
-    return all(results)
+    return results
+
+
+def _scan(a2, lo: float, hi: float, sums) -> bool:
+    """Run the kernel over the rows of ``a2``, split over threads; True if all in range."""
+    return all(split_rows(_compiled(), a2.shape[0], a2, lo, hi, sums))
 
 
 def row_sums_in_range(x, lo: float, hi: float):
@@ -120,7 +128,7 @@ def row_sums_in_range(x, lo: float, hi: float):
     ``sums`` is a float64 NumPy array of shape ``x.shape[:-1]``; ``ok`` is True when every
     element satisfies ``lo <= x <= hi`` (so False for NaN).
     """
-    a = _as_numpy(x)
+    a = as_numpy(x)
     if a is None or a.ndim == 0:
         return None
     a2 = a.reshape(-1, a.shape[-1])
@@ -134,7 +142,7 @@ def in_range(x, lo: float | None, hi: float | None):
 
     ``lo`` or ``hi`` may be ``None`` for a one-sided test.
     """
-    a = _as_numpy(x)
+    a = as_numpy(x)
     if a is None:
         return None
     lo = -math.inf if lo is None else float(lo)

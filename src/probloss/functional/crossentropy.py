@@ -40,7 +40,13 @@ def _binary_elementwise(xp, t, p, from_logits: bool, epsilon: float):
     return -(t * xp.log(p) + (1.0 - t) * xp.log(1.0 - p))
 
 
-def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss):
+def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss, *, deferred=None):
+    """Validated ``(xp, t, p, out_dtype, axis, epsilon)``, with ``t`` label-smoothed.
+
+    Value checks run here, unless a list ``deferred`` is given: then those on the arrays
+    returned are appended to it, for the loss's own pass to test (see
+    :class:`probloss._checks.RangeCheck`).
+    """
     C.check_bool("from_logits", from_logits)
     label_smoothing = C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0)
     epsilon = C.check_epsilon(epsilon)
@@ -51,9 +57,16 @@ def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon,
     )
     axis = C.check_axis(axis, p.ndim)
     if C.eager(t, p):
-        C.check_binary_targets(xp, t)
+        checks = [C.binary_targets_check(t)]
         if not from_logits:
-            C.check_probabilities(xp, p)
+            checks.append(C.probabilities_check(p))
+        if deferred is None or label_smoothing:  # smoothing can move a bad target into [0, 1]
+            checks[0].run(xp)
+            checks = checks[1:]
+        if deferred is None:
+            C.run_checks(xp, checks)
+        else:
+            deferred.extend(checks)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
     return xp, t, p, out_dtype, axis, epsilon
@@ -98,11 +111,14 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     >>> np.round(pl.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]), 4)
     array([0.9163, 0.7136], dtype=float32)
     """
+    checks = []
     xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
-        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_crossentropy"
+        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_crossentropy", deferred=checks
     )
-    values = _fast.elementwise(xp, "bce_logits" if from_logits else "bce", t, p, epsilon, axis)  # or None
+    kind = "bce_logits" if from_logits else "bce"
+    values = _fast.elementwise(xp, kind, t, p, epsilon, axis, checks=checks)  # native kernel, or None
     if values is None:
+        C.run_checks(xp, checks)
         values = xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis)
     return finish(xp, values, out_dtype, y_true=t, y_pred=p)
 

@@ -45,13 +45,14 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
     t, p = align_ranks(t, p, xp)
     C.check_same_shape(t, p, "kl_divergence")
     C.check_axis(-1, p.ndim)
+    checks = []
     if C.eager(t, p):
         why = "both inputs of kl_divergence are probabilities (Keras would clip silently). For logits apply softmax first."
-        C.check_range(xp, t, "y_true", 0.0, 1.0, why=why)
-        C.check_range(xp, p, "y_pred", 0.0, 1.0, why=why)
-    fast = _fast.elementwise(xp, "kl", t, p, epsilon, -1, mean=False)  # native kernel, or None
+        checks = [C.RangeCheck(t, "y_true", 0.0, 1.0, why=why), C.RangeCheck(p, "y_pred", 0.0, 1.0, why=why)]
+    fast = _fast.elementwise(xp, "kl", t, p, epsilon, -1, mean=False, checks=checks)  # native kernel, or None
     if fast is not None:
         return finish(xp, fast, out_dtype)
+    C.run_checks(xp, checks)
     t = clip(t, xp, epsilon, 1.0)
     p = clip(p, xp, epsilon, 1.0)
     return finish(xp, xp.sum(t * xp.log(t / p), axis=-1), out_dtype)

@@ -46,15 +46,19 @@ def poisson(y_true, y_pred, *, epsilon=EPSILON):
     t, p = align_ranks(t, p, xp)
     C.check_same_shape(t, p, "poisson")
     C.check_axis(-1, p.ndim)
+    checks = []
     if C.eager(t, p):
-        C.check_nonnegative_values(xp, t, "y_true", "Poisson targets are counts and cannot be negative.")
-        C.check_nonnegative_values(
-            xp, p, "y_pred", "Poisson rates cannot be negative. If the model outputs log-rates, apply exp "
-            "(or use `log_poisson_loss(targets=..., log_input=...)`)."
-        )
-    fast = _fast.elementwise(xp, "poisson", t, p, epsilon, -1)  # native kernel, or None
+        checks = [
+            C.nonnegative_check(t, "y_true", "Poisson targets are counts and cannot be negative."),
+            C.nonnegative_check(
+                p, "y_pred", "Poisson rates cannot be negative. If the model outputs log-rates, apply exp "
+                "(or use `log_poisson_loss(targets=..., log_input=...)`)."
+            ),
+        ]
+    fast = _fast.elementwise(xp, "poisson", t, p, epsilon, -1, checks=checks)  # native kernel, or None
     if fast is not None:
         return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
+    C.run_checks(xp, checks)
     return finish(xp, xp.mean(p - t * xp.log(p + epsilon), axis=-1), out_dtype, y_true=t, y_pred=p)
 
 

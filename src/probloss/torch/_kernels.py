@@ -402,15 +402,18 @@ class RowReduce(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, p, t, kind, eps, mean, chunk):
+    def forward(ctx, p, t, kind, eps, mean, chunk, values):
         rows = chunk_rows(p, chunk)
-        value = ELEMENTWISE[kind][0]
-        out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
-        for s in range(0, p.shape[0], rows):
-            e = s + rows
-            torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
-        if mean:
-            out.div_(p.shape[1])
+        if values is not None:  # computed by the caller (the fused CPU kernel): only backward is needed
+            out = torch.from_numpy(values).reshape((p.shape[0],) + tuple(p.shape[2:]))
+        else:
+            value = ELEMENTWISE[kind][0]
+            out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
+            for s in range(0, p.shape[0], rows):
+                e = s + rows
+                torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
+            if mean:
+                out.div_(p.shape[1])
         ctx.save_for_backward(p, t)
         ctx.kind, ctx.eps, ctx.mean, ctx.rows = kind, eps, mean, rows
         return out
@@ -425,7 +428,7 @@ class RowReduce(torch.autograd.Function):
         for s in range(0, p.shape[0], ctx.rows):
             e = s + ctx.rows
             grad(p[s:e], t[s:e], ctx.eps, out[s:e]).mul_(scale[s:e])
-        return out, None, None, None, None, None
+        return out, None, None, None, None, None, None
 
 
 class GivenRowSums(torch.autograd.Function):
@@ -449,9 +452,13 @@ def given_row_sums(x, sums):
 
 
 @torch.compiler.disable
-def row_reduce(p, t, kind, eps=0.0, mean=True, chunk=None):
-    """Apply :class:`RowReduce` (eagerly, also under ``torch.compile``)."""
-    return RowReduce.apply(p, t, kind, float(eps), mean, chunk)
+def row_reduce(p, t, kind, eps=0.0, mean=True, chunk=None, values=None):
+    """Apply :class:`RowReduce` (eagerly, also under ``torch.compile``).
+
+    ``values``, a float32 NumPy array of the result's shape, is the forward already
+    computed elsewhere (:mod:`probloss._fused`); the Function then adds the backward.
+    """
+    return RowReduce.apply(p, t, kind, float(eps), mean, chunk, values)
 
 
 @torch.compiler.disable

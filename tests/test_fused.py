@@ -1,0 +1,222 @@
+"""The fused numba kernels of Keras's elementwise losses (``probloss._fused``).
+
+They serve big float32 CPU arrays only, so each test lowers ``_scan.MIN_ELEMENTS`` to
+reach them with small ones.  Values are compared with float64 NumPy formulas written from
+Keras's definitions; the in-kernel range tests with the errors of the exact checks.
+Skipped without numba.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+import probloss as pl
+from probloss import _fused, _scan
+from probloss._fast import fast_paths
+
+pytest.importorskip("numba")
+
+torch = pytest.importorskip("torch")
+
+EPS = np.float32(1e-7)
+
+
+@pytest.fixture(autouse=True)
+def small_threshold(monkeypatch):
+    monkeypatch.setattr(_scan, "MIN_ELEMENTS", 1)
+
+
+def _ulps(got, ref):
+    """Distance in float32 ulps (of the float64 reference rounded to float32)."""
+    return np.abs(got.astype(np.float64) - ref) / np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+
+
+def test_log_is_within_one_ulp_of_float64():
+    from probloss._fused_kernels import log_array
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.random(1 << 18, dtype=np.float32),
+            np.geomspace(1e-7, 1.0, 1 << 18).astype(np.float32),
+            (rng.random(1 << 16) * 1e30).astype(np.float32),
+            np.float32(1.0) + np.arange(-500, 500, dtype=np.float32) * np.float32(2**-23),  # around 1, where log ~ 0
+            np.array([1e-40, 1e-45, 3e-39, 1.1754942e-38], np.float32),  # subnormals, largest subnormal
+            np.array([np.finfo(np.float32).max, 2.0, 0.5, 10.0], np.float32),
+        ]
+    )
+    got = np.empty_like(x)
+    log_array(x, got)
+    ref = np.log(x.astype(np.float64))
+    near_one = np.abs(ref) < 1e-30  # log(1) = 0 exactly
+    assert np.all(got[near_one] == 0.0)
+    assert _ulps(got[~near_one], ref[~near_one]).max() <= 1.0
+
+
+def test_log_special_values_match_numpy():
+    from probloss._fused_kernels import log_array
+
+    x = np.array([0.0, -0.0, -1.0, -np.inf, np.inf, np.nan, 1.0], np.float32)
+    got = np.empty_like(x)
+    log_array(x, got)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(got, np.log(x))
+
+
+def _reference(kind, t, p):
+    t, p = t.astype(np.float64), p.astype(np.float64)
+    if kind == "bce":
+        q = np.clip(p, EPS, np.float32(1 - 1e-7))
+        return -(t * np.log(q) + (1 - t) * np.log(1 - q)).mean(-1)
+    if kind == "kl":
+        u, q = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
+        return (u * np.log(u / q)).sum(-1)
+    return (p - t * np.log(p + EPS)).mean(-1)
+
+
+def _term_scale(kind, t, p):
+    """Largest mean magnitude of the terms a row adds up (the scale of float32 rounding)."""
+    t, p = t.astype(np.float64), p.astype(np.float64)
+    terms = np.abs(p) + np.abs(t * np.log(p + EPS)) if kind == "poisson" else np.abs(_reference_terms(kind, t, p))
+    return float(terms.mean(-1).max()) if kind != "kl" else float(terms.sum(-1).max())
+
+
+def _reference_terms(kind, t, p):
+    if kind == "bce":
+        q = np.clip(p, EPS, np.float32(1 - 1e-7))
+        return -(t * np.log(q) + (1 - t) * np.log(1 - q))
+    u, q = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
+    return u * np.log(u / q)
+
+
+LOSSES = {"bce": pl.binary_crossentropy, "kl": pl.kl_divergence, "poisson": pl.poisson}
+
+
+def _inputs(kind, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.random(shape, dtype=np.float32)
+    t = rng.random(shape, dtype=np.float32)
+    if kind == "bce":
+        t = np.round(t)  # 0/1 labels ...
+        p.flat[::7] = 0.0  # ... and clipped predictions at both ends
+        p.flat[3::7] = 1.0
+    if kind == "kl":
+        t.flat[::5] = 0.0  # zeros that Keras clips to epsilon
+    if kind == "poisson":
+        t = np.floor(t * 6)
+        p = p * 5
+    return t, p
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 300), (3, 4, 50)], ids=str)
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_losses_match_float64_and_the_generic_path(kind, shape, lib):
+    t, p = _inputs(kind, shape)
+    assert _fused.applies(kind, t, p)
+    conv = np.asarray if lib == "numpy" else torch.from_numpy
+    got = LOSSES[kind](conv(t), conv(p))
+    assert type(got) is type(conv(t)) and got.dtype == conv(t).dtype and tuple(got.shape) == shape[:-1]
+    ref = _reference(kind, t, p)
+    # float32 elementwise terms can cancel (Poisson's p - t log p): allow a few float32
+    # ulps of the terms' size, as any float32 implementation of Keras's formula has.
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-6, atol=4e-7 * _term_scale(kind, t, p))
+    with fast_paths(False):
+        generic = np.asarray(LOSSES[kind](conv(t), conv(p)))
+    np.testing.assert_allclose(np.asarray(got), generic, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_torch_gradient_matches_float64(kind):
+    t, p = _inputs(kind, (16, 40), seed=1)
+    p = np.clip(p, 0.01, 0.99) if kind != "poisson" else p + 0.1  # away from the clipping bounds
+    tp = torch.tensor(p, requires_grad=True)
+    loss = LOSSES[kind](torch.from_numpy(t), tp)
+    (g,) = torch.autograd.grad(loss.sum(), tp)
+    t64, p64 = t.astype(np.float64), p.astype(np.float64)
+    k = p.shape[-1]
+    if kind == "bce":
+        ref = (p64 - t64) / (p64 * (1 - p64)) / k
+    elif kind == "kl":
+        ref = -np.clip(t64, EPS, 1) / p64
+    else:
+        ref = (1 - t64 / (p64 + EPS)) / k
+    np.testing.assert_allclose(g.numpy(), ref, rtol=1e-4, atol=1e-7)
+
+
+BAD = {
+    # loss: (input, bad value, error, words in the message)
+    "bce": [("t", 2.0, pl.LabelValueError, "[0, 1]"), ("p", 3.5, pl.PredictionValueError, "from_logits=True"),
+            ("p", -0.25, pl.PredictionValueError, "from_logits=True"), ("t", math.nan, pl.LabelValueError, "nan")],
+    "kl": [("t", 1.5, pl.LabelValueError, "[0, 1]"), ("p", -1e-30, pl.PredictionValueError, "[0, 1]"),
+           ("p", math.inf, pl.PredictionValueError, "inf")],
+    "poisson": [("t", -1.0, pl.LabelValueError, "counts"), ("p", -0.5, pl.PredictionValueError, "rates"),
+                ("p", math.nan, pl.PredictionValueError, "nan")],
+}
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("where", [(0, 0), (17, 23), (29, 39)], ids=str)
+@pytest.mark.parametrize(("kind", "case"), [(k, c) for k, cases in BAD.items() for c in cases], ids=str)
+def test_a_bad_element_anywhere_raises_and_is_named(kind, case, where, lib):
+    which, value, error, words = case
+    t, p = _inputs(kind, (30, 40), seed=2)
+    (t if which == "t" else p)[where] = value
+    conv = np.asarray if lib == "numpy" else torch.from_numpy
+    with pytest.raises(error, match=re.escape(str(where))) as info:
+        LOSSES[kind](conv(t), conv(p))
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_negative_zero_passes_the_checks(kind):
+    t, p = _inputs(kind, (10, 20), seed=3)
+    t[4, 5] = p[6, 7] = -0.0  # fails the bit test, then passes the exact one
+    got = LOSSES[kind](t, p)
+    np.testing.assert_allclose(got, _reference(kind, t, p), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_with_checks_off_bad_values_give_nan_as_the_generic_path(kind):
+    t, p = _inputs(kind, (6, 9), seed=4)
+    t[1, 2] = np.nan
+    p[3, 4] = np.nan
+    with pl.set_value_checks(False):
+        got = LOSSES[kind](t, p)
+        with fast_paths(False):
+            generic = LOSSES[kind](t, p)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(generic))
+    assert np.isnan(got[1]) and np.isnan(got[3])
+    np.testing.assert_allclose(got[~np.isnan(got)], generic[~np.isnan(generic)], rtol=1e-5)
+
+
+def test_label_smoothing_checks_the_labels_before_smoothing():
+    t, p = _inputs("bce", (8, 16), seed=5)
+    t[2, 3] = -0.05  # inside [0, 1] once smoothed by 0.2, but a bad label
+    with pytest.raises(pl.LabelValueError, match=r"\(2, 3\)"):
+        pl.binary_crossentropy(t, p, label_smoothing=0.2)
+    t[2, 3] = 1.0
+    got = pl.binary_crossentropy(t, p, label_smoothing=0.2)
+    np.testing.assert_allclose(got, _reference("bce", t * 0.8 + 0.1, p), rtol=1e-6)
+
+
+def test_other_inputs_take_the_generic_path(monkeypatch):
+    t, p = _inputs("kl", (8, 16))
+    assert not _fused.applies("kl", t.astype(np.float64), p.astype(np.float64))  # float64
+    assert not _fused.applies("kl", t.T, p.T)  # not contiguous
+    assert not _fused.applies("bce_logits", t, p)  # no kernel
+    assert not _fused.applies("kl", t, p[:, :8])  # shapes differ
+    monkeypatch.setattr(_scan, "MIN_ELEMENTS", 1 << 20)
+    assert not _fused.applies("kl", t, p)  # small
+
+
+def test_torch_compile_does_not_call_the_kernel():
+    t, p = _inputs("kl", (8, 16))
+    f = torch.compile(lambda a, b: pl.kl_divergence(a, b), backend="aot_eager")
+    got = f(torch.from_numpy(t), torch.from_numpy(p))
+    np.testing.assert_allclose(got.numpy(), _reference("kl", t, p), rtol=1e-6)
+
