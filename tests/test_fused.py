@@ -8,6 +8,7 @@ Skipped without numba.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -67,15 +68,43 @@ def test_log_special_values_match_numpy():
         np.testing.assert_array_equal(got, np.log(x))
 
 
+def test_exp_and_log1p_are_within_about_one_ulp_of_float64():
+    from probloss._fused_kernels import exp_array, log1p_array
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-104, 89, 1 << 18), rng.uniform(-1, 1, 1 << 16)]).astype(np.float32)
+    got = np.empty_like(x)
+    exp_array(x, got)
+    ref = np.exp(x.astype(np.float64))
+    normal = (ref > np.finfo(np.float32).tiny) & (ref < np.finfo(np.float32).max)
+    assert _ulps(got[normal], ref[normal]).max() <= 1.0
+    assert np.abs(got[~normal & (ref < 1)] - ref[~normal & (ref < 1)]).max() <= 2.0**-149  # subnormal results
+    special = np.array([np.inf, -np.inf, np.nan, 89.0, -105.0, 0.0], np.float32)
+    got = np.empty_like(special)
+    exp_array(special, got)
+    np.testing.assert_array_equal(got, [np.inf, 0.0, np.nan, np.inf, 0.0, 1.0])
+
+    e = np.concatenate([rng.random(1 << 18), np.geomspace(1e-30, 1, 1 << 14)]).astype(np.float32)
+    got = np.empty_like(e)
+    log1p_array(e, got)
+    assert _ulps(got, np.log1p(e.astype(np.float64))).max() <= 1.5
+
+
 def _reference(kind, t, p):
     t, p = t.astype(np.float64), p.astype(np.float64)
     if kind == "bce":
         q = np.clip(p, EPS, np.float32(1 - 1e-7))
         return -(t * np.log(q) + (1 - t) * np.log(1 - q)).mean(-1)
+    if kind == "bce_logits":
+        return (t * _softplus(-p) + (1 - t) * _softplus(p)).mean(-1)
     if kind == "kl":
         u, q = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
         return (u * np.log(u / q)).sum(-1)
     return (p - t * np.log(p + EPS)).mean(-1)
+
+
+def _softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def _term_scale(kind, t, p):
@@ -86,6 +115,8 @@ def _term_scale(kind, t, p):
 
 
 def _reference_terms(kind, t, p):
+    if kind == "bce_logits":
+        return t * _softplus(-p) + (1 - t) * _softplus(p)
     if kind == "bce":
         q = np.clip(p, EPS, np.float32(1 - 1e-7))
         return -(t * np.log(q) + (1 - t) * np.log(1 - q))
@@ -93,7 +124,12 @@ def _reference_terms(kind, t, p):
     return u * np.log(u / q)
 
 
-LOSSES = {"bce": pl.binary_crossentropy, "kl": pl.kl_divergence, "poisson": pl.poisson}
+LOSSES = {
+    "bce": pl.binary_crossentropy,
+    "bce_logits": functools.partial(pl.binary_crossentropy, from_logits=True),
+    "kl": pl.kl_divergence,
+    "poisson": pl.poisson,
+}
 
 
 def _inputs(kind, shape, seed=0):
@@ -104,6 +140,9 @@ def _inputs(kind, shape, seed=0):
         t = np.round(t)  # 0/1 labels ...
         p.flat[::7] = 0.0  # ... and clipped predictions at both ends
         p.flat[3::7] = 1.0
+    if kind == "bce_logits":
+        p = (p - 0.5) * 40  # logits, some far enough out that exp(-|x|) is tiny
+        p.flat[::11] = 0.0
     if kind == "kl":
         t.flat[::5] = 0.0  # zeros that Keras clips to epsilon
     if kind == "poisson":
@@ -133,13 +172,18 @@ def test_losses_match_float64_and_the_generic_path(kind, shape, lib):
 @pytest.mark.parametrize("kind", list(LOSSES))
 def test_torch_gradient_matches_float64(kind):
     t, p = _inputs(kind, (16, 40), seed=1)
-    p = np.clip(p, 0.01, 0.99) if kind != "poisson" else p + 0.1  # away from the clipping bounds
+    if kind in ("bce", "kl"):
+        p = np.clip(p, 0.01, 0.99)  # away from the clipping bounds
+    elif kind == "poisson":
+        p = p + 0.1
     tp = torch.tensor(p, requires_grad=True)
     loss = LOSSES[kind](torch.from_numpy(t), tp)
     (g,) = torch.autograd.grad(loss.sum(), tp)
     t64, p64 = t.astype(np.float64), p.astype(np.float64)
     k = p.shape[-1]
-    if kind == "bce":
+    if kind == "bce_logits":
+        ref = (1 / (1 + np.exp(-p64)) - t64) / k
+    elif kind == "bce":
         ref = (p64 - t64) / (p64 * (1 - p64)) / k
     elif kind == "kl":
         ref = -np.clip(t64, EPS, 1) / p64
@@ -152,6 +196,7 @@ BAD = {
     # loss: (input, bad value, error, words in the message)
     "bce": [("t", 2.0, pl.LabelValueError, "[0, 1]"), ("p", 3.5, pl.PredictionValueError, "from_logits=True"),
             ("p", -0.25, pl.PredictionValueError, "from_logits=True"), ("t", math.nan, pl.LabelValueError, "nan")],
+    "bce_logits": [("t", -0.5, pl.LabelValueError, "[0, 1]"), ("t", math.inf, pl.LabelValueError, "inf")],
     "kl": [("t", 1.5, pl.LabelValueError, "[0, 1]"), ("p", -1e-30, pl.PredictionValueError, "[0, 1]"),
            ("p", math.inf, pl.PredictionValueError, "inf")],
     "poisson": [("t", -1.0, pl.LabelValueError, "counts"), ("p", -0.5, pl.PredictionValueError, "rates"),
@@ -208,7 +253,7 @@ def test_other_inputs_take_the_generic_path(monkeypatch):
     t, p = _inputs("kl", (8, 16))
     assert not _fused.applies("kl", t.astype(np.float64), p.astype(np.float64))  # float64
     assert not _fused.applies("kl", t.T, p.T)  # not contiguous
-    assert not _fused.applies("bce_logits", t, p)  # no kernel
+    assert not _fused.applies("cat_probs", t, p)  # no kernel
     assert not _fused.applies("kl", t, p[:, :8])  # shapes differ
     monkeypatch.setattr(_scan, "MIN_ELEMENTS", 1 << 20)
     assert not _fused.applies("kl", t, p)  # small

@@ -31,7 +31,7 @@ from ._compat import is_traced
 
 __all__ = ["KINDS", "applies", "rows", "within"]
 
-KINDS = ("bce", "kl", "poisson")
+KINDS = ("bce", "bce_logits", "kl", "poisson")
 """The losses with a fused kernel: ``RowReduce`` kinds of :mod:`probloss.torch._kernels`."""
 
 _kernels = None

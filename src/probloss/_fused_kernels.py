@@ -87,6 +87,46 @@ def logf(x):
     return x if x == _INF else y
 
 
+# exp in float32 after Cephes ``expf``: n = round(x / ln2), r = x - n ln2 (ln2 split in two
+# so that n * C1 is exact), exp(r) = 1 + r + r^2 P(r) with P of degree 5, then times 2^n,
+# applied as 2^(n//2) 2^(n - n//2) so that results near overflow and subnormal ones are
+# rounded once, like libm's.
+_LOG2E = F32(1.44269504088896341)
+_C1, _C2 = F32(0.693359375), F32(-2.12194440e-4)
+_P0, _P1, _P2 = F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3)
+_P3, _P4, _P5 = F32(4.1665795894e-2), F32(1.6666665459e-1), F32(5.0000001201e-1)
+
+
+@numba.njit(inline="always", **_JIT)
+def _pow2(n):
+    """2^n as a float32 for an integer n in [-126, 127] (built from its exponent bits)."""
+    return _bits_float(np.int32((n + 127) << 23))
+
+
+@numba.njit(inline="always", **_JIT)
+def expf(x):
+    """``exp(x)`` for a float32 ``x``, branch-free; 0 below -104, inf above 88.7, NaN kept."""
+    nan = x != x
+    x = F32(0.0) if nan else min(max(x, F32(-104.0)), F32(89.0))
+    z = np.floor(_LOG2E * x + F32(0.5))
+    r = x - z * _C1
+    r = r - z * _C2
+    p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+    y = p * (r * r) + r + F32(1.0)
+    n = np.int32(z)
+    half = n >> 1
+    y = y * _pow2(half) * _pow2(n - half)
+    return _NAN if nan else y
+
+
+@numba.njit(inline="always", **_JIT)
+def log1pf(e):
+    """``log(1 + e)`` for ``e >= 0``: ``log(u)`` with ``u = 1 + e`` rounded, corrected by
+    the rounding error ``(u - 1) - e`` to first order."""
+    u = F32(1.0) + e
+    return logf(u) - ((u - F32(1.0)) - e) / u
+
+
 @numba.njit(inline="always", **_JIT)
 def _clip(x, lo, hi):
     """``clip`` that keeps NaN (as Keras's and torch's do): comparisons with NaN are false."""
@@ -147,7 +187,26 @@ def poisson_rows(t, p, lo, hi, out, start, stop):
     return t_bits, p_bits
 
 
-KERNELS = {"bce": bce_rows, "kl": kl_rows, "poisson": poisson_rows}
+@numba.njit(**_JIT)
+def bce_logits_rows(t, x, lo, hi, out, start, stop):
+    """Binary cross-entropy from logits: ``t softplus(-x) + (1 - t) softplus(x)``, where
+    ``softplus(x) = max(x, 0) + log1p(exp(-|x|))`` never overflows."""
+    tb, xb = t.view(np.uint32), x.view(np.uint32)
+    row = np.empty(x.shape[1], np.float32)
+    t_bits = x_bits = np.uint32(0)
+    for i in range(start, stop):
+        for j in range(x.shape[1]):
+            tv, xv = t[i, j], x[i, j]
+            tail = log1pf(expf(-abs(xv)))
+            pos = (xv if xv > F32(0.0) else F32(0.0)) + tail
+            neg = (-xv if xv < F32(0.0) else F32(0.0)) + tail
+            row[j] = tv * neg + (F32(1.0) - tv) * pos
+            t_bits, x_bits = max(t_bits, tb[i, j]), max(x_bits, xb[i, j])
+        out[i] = _sum64(row)
+    return t_bits, x_bits
+
+
+KERNELS = {"bce": bce_rows, "bce_logits": bce_logits_rows, "kl": kl_rows, "poisson": poisson_rows}
 
 
 @numba.njit(**_JIT)
@@ -155,3 +214,17 @@ def log_array(x, out):
     """``out[:] = logf(x)`` for 1-D float32 arrays (the tests measure :func:`logf` with it)."""
     for j in range(x.shape[0]):
         out[j] = logf(x[j])
+
+
+@numba.njit(**_JIT)
+def exp_array(x, out):
+    """``out[:] = expf(x)`` (for the tests)."""
+    for j in range(x.shape[0]):
+        out[j] = expf(x[j])
+
+
+@numba.njit(**_JIT)
+def log1p_array(x, out):
+    """``out[:] = log1pf(x)`` (for the tests)."""
+    for j in range(x.shape[0]):
+        out[j] = log1pf(x[j])
