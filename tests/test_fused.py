@@ -100,6 +100,8 @@ def _reference(kind, t, p):
     if kind == "kl":
         u, q = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
         return (u * np.log(u / q)).sum(-1)
+    if kind in ("soft_ce", "cat_probs"):
+        return _reference_terms(kind, t, p).sum(-1)
     return (p - t * np.log(p + EPS)).mean(-1)
 
 
@@ -111,10 +113,16 @@ def _term_scale(kind, t, p):
     """Largest mean magnitude of the terms a row adds up (the scale of float32 rounding)."""
     t, p = t.astype(np.float64), p.astype(np.float64)
     terms = np.abs(p) + np.abs(t * np.log(p + EPS)) if kind == "poisson" else np.abs(_reference_terms(kind, t, p))
-    return float(terms.mean(-1).max()) if kind != "kl" else float(terms.sum(-1).max())
+    return float(terms.sum(-1).max()) if kind in ("kl", "soft_ce", "cat_probs") else float(terms.mean(-1).max())
 
 
 def _reference_terms(kind, t, p):
+    if kind == "cat_probs":
+        return -t * np.log(np.clip(p / p.sum(-1, keepdims=True), EPS, np.float32(1 - 1e-7)))
+    if kind == "soft_ce":
+        m = p.max(-1, keepdims=True)
+        lse = m + np.log(np.exp(p - m).sum(-1, keepdims=True))
+        return t * (lse - p)
     if kind == "bce_logits":
         return t * _softplus(-p) + (1 - t) * _softplus(p)
     if kind == "bce":
@@ -129,6 +137,8 @@ LOSSES = {
     "bce_logits": functools.partial(pl.binary_crossentropy, from_logits=True),
     "kl": pl.kl_divergence,
     "poisson": pl.poisson,
+    "soft_ce": functools.partial(pl.categorical_crossentropy, from_logits=True),
+    "cat_probs": pl.categorical_crossentropy,
 }
 
 
@@ -143,6 +153,14 @@ def _inputs(kind, shape, seed=0):
     if kind == "bce_logits":
         p = (p - 0.5) * 40  # logits, some far enough out that exp(-|x|) is tiny
         p.flat[::11] = 0.0
+    if kind == "soft_ce":
+        p = (p - 0.5) * 30  # logits
+        t.flat[::3] = 0.0
+        t = t / np.maximum(t.sum(-1, keepdims=True), 1e-3)  # soft labels (a row may be all zero)
+    if kind == "cat_probs":
+        p[..., 1::4] = 0.0  # zeros that Keras clips to epsilon (never a whole row)
+        p = p / p.sum(-1, keepdims=True)
+        t = np.round(t) / np.maximum(np.round(t).sum(-1, keepdims=True), 1)
     if kind == "kl":
         t.flat[::5] = 0.0  # zeros that Keras clips to epsilon
     if kind == "poisson":
@@ -174,6 +192,8 @@ def test_torch_gradient_matches_float64(kind):
     t, p = _inputs(kind, (16, 40), seed=1)
     if kind in ("bce", "kl"):
         p = np.clip(p, 0.01, 0.99)  # away from the clipping bounds
+    elif kind == "cat_probs":
+        p = (p + 0.1) / (p + 0.1).sum(-1, keepdims=True)
     elif kind == "poisson":
         p = p + 0.1
     tp = torch.tensor(p, requires_grad=True)
@@ -187,6 +207,11 @@ def test_torch_gradient_matches_float64(kind):
         ref = (p64 - t64) / (p64 * (1 - p64)) / k
     elif kind == "kl":
         ref = -np.clip(t64, EPS, 1) / p64
+    elif kind == "cat_probs":
+        ref = -t64 / p64 + t64.sum(-1, keepdims=True) / p64.sum(-1, keepdims=True)
+    elif kind == "soft_ce":
+        e = np.exp(p64 - p64.max(-1, keepdims=True))
+        ref = t64.sum(-1, keepdims=True) * e / e.sum(-1, keepdims=True) - t64
     else:
         ref = (1 - t64 / (p64 + EPS)) / k
     np.testing.assert_allclose(g.numpy(), ref, rtol=1e-4, atol=1e-7)
@@ -197,6 +222,10 @@ BAD = {
     "bce": [("t", 2.0, pl.LabelValueError, "[0, 1]"), ("p", 3.5, pl.PredictionValueError, "from_logits=True"),
             ("p", -0.25, pl.PredictionValueError, "from_logits=True"), ("t", math.nan, pl.LabelValueError, "nan")],
     "bce_logits": [("t", -0.5, pl.LabelValueError, "[0, 1]"), ("t", math.inf, pl.LabelValueError, "inf")],
+    "soft_ce": [("t", -0.1, pl.LabelValueError, "cannot be negative"), ("t", math.nan, pl.LabelValueError, "nan"),
+                ("t", -math.inf, pl.LabelValueError, "inf")],
+    "cat_probs": [("t", -0.1, pl.LabelValueError, "cannot be negative"), ("p", 3.0, pl.PredictionValueError, "from_logits=True"),
+                  ("p", math.nan, pl.PredictionValueError, "nan")],
     "kl": [("t", 1.5, pl.LabelValueError, "[0, 1]"), ("p", -1e-30, pl.PredictionValueError, "[0, 1]"),
            ("p", math.inf, pl.PredictionValueError, "inf")],
     "poisson": [("t", -1.0, pl.LabelValueError, "counts"), ("p", -0.5, pl.PredictionValueError, "rates"),
@@ -221,6 +250,9 @@ def test_a_bad_element_anywhere_raises_and_is_named(kind, case, where, lib):
 def test_negative_zero_passes_the_checks(kind):
     t, p = _inputs(kind, (10, 20), seed=3)
     t[4, 5] = p[6, 7] = -0.0  # fails the bit test, then passes the exact one
+    if kind == "cat_probs":
+        p = p / p.sum(-1, keepdims=True)  # keep the rows normalised (no warning)
+        p[6, 7] = -0.0
     got = LOSSES[kind](t, p)
     np.testing.assert_allclose(got, _reference(kind, t, p), rtol=1e-6, atol=1e-7)
 
@@ -253,7 +285,7 @@ def test_other_inputs_take_the_generic_path(monkeypatch):
     t, p = _inputs("kl", (8, 16))
     assert not _fused.applies("kl", t.astype(np.float64), p.astype(np.float64))  # float64
     assert not _fused.applies("kl", t.T, p.T)  # not contiguous
-    assert not _fused.applies("cat_probs", t, p)  # no kernel
+    assert not _fused.applies("cat_probs_logits", t, p)  # no such kernel
     assert not _fused.applies("kl", t, p[:, :8])  # shapes differ
     monkeypatch.setattr(_scan, "MIN_ELEMENTS", 1 << 20)
     assert not _fused.applies("kl", t, p)  # small
@@ -265,3 +297,13 @@ def test_torch_compile_does_not_call_the_kernel():
     got = f(torch.from_numpy(t), torch.from_numpy(p))
     np.testing.assert_allclose(got.numpy(), _reference("kl", t, p), rtol=1e-6)
 
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_unnormalised_probability_rows_warn_and_are_renormalised(lib):
+    t, p = _inputs("cat_probs", (12, 30), seed=6)
+    p[5] *= 0.5
+    conv = np.asarray if lib == "numpy" else torch.from_numpy
+    with pytest.warns(pl.ProblossWarning, match=r"index \(5,\) sums to 0\.5"):
+        got = pl.categorical_crossentropy(conv(t), conv(p))
+    np.testing.assert_allclose(np.asarray(got), _reference("cat_probs", t, p), rtol=1e-6)

@@ -125,16 +125,22 @@ def sparse_from_logits(xp, x, labels, axis: int):
     return None
 
 
-def soft_from_logits(xp, t, x, axis: int, *, t_min: list | None = None):
+def soft_from_logits(xp, t, x, axis: int, *, t_check=None):
     """Per-sample ``sum(t * (logsumexp(x) - x), axis)`` (soft-target CE), or ``None``.
 
-    With a list ``t_min``, a kernel that can take ``min(t)`` while it reads ``t`` (torch's)
-    appends it (a Python float) for the caller's value check; others leave it empty.
+    ``t_check`` is the caller's kept value check on ``t``
+    (:class:`probloss._checks.RangeCheck`, or ``None``).  Whenever this returns a value it
+    has run the check, inside the kernel's own pass where it can: the fused numba kernel
+    tests the bits of ``t`` (:mod:`probloss._fused`), torch's chunked kernel takes
+    ``min(t)`` chunk by chunk for a ``t >= 0`` check.  On ``None`` the caller runs it.
     """
     if not fast_paths_enabled() or x.ndim == 0 or tuple(t.shape) != tuple(x.shape):
         return None
     a, k, b = _split(tuple(x.shape), axis)
     out_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])
+    fused = _fused_soft(xp, t, x, axis, t_check)
+    if fused is not None:
+        return fused
     if is_torch(xp):
         import torch
 
@@ -144,20 +150,49 @@ def soft_from_logits(xp, t, x, axis: int, *, t_min: list | None = None):
             return None
         x3 = _view3(x, a, k, b, lambda u, s: u.reshape(s))
         t3 = _view3(t, a, k, b, lambda u, s: u.reshape(s))
-        low = None if t_min is None else torch.empty((), dtype=t.dtype, device=t.device)
+        fold = t_check is not None and t_check.lo == 0 and t_check.hi is None
+        if t_check is not None and not fold:
+            t_check.run(xp)
+        low = torch.empty((), dtype=t.dtype, device=t.device) if fold else None
         loss = soft_target_ce(x3, t3, t_min=low).reshape(out_shape).to(x.dtype)
-        if low is not None:
-            t_min.append(low.item())
+        if fold and not low.item() >= 0:  # a negative (or NaN) label: name it
+            t_check.run(xp)
         return loss
     if is_numpy(xp):
         import numpy as np
 
+        if t_check is not None:
+            t_check.run(xp)
         x3 = _view3(np.asarray(x), a, k, b, np.reshape)
         t3 = _view3(np.asarray(t), a, k, b, np.reshape)
         return np.reshape(_np_soft(x3, t3), out_shape)
     if is_jax(xp) and JAX_CUSTOM_VJP:
+        if t_check is not None:
+            t_check.run(xp)
         return jax_soft_ce(t, x, axis)
     return None
+
+
+def _fused_soft(xp, t, x, axis: int, t_check):
+    """The fused numba pass of :func:`soft_from_logits` (last axis, float32 CPU), or ``None``."""
+    from . import _fused
+
+    if axis % x.ndim != x.ndim - 1 or not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)):
+        return None
+    if not _fused.applies("soft_ce", t, x):
+        return None
+    loss, t_sum, t_bits = _fused.soft_ce(t, x, check=t_check is not None)
+    if t_check is not None and not _fused.within(t_bits, t_check.lo, t_check.hi):
+        t_check.run(xp)  # raises, naming the element (a -0.0 passes)
+    if is_numpy(xp):
+        return loss
+    import torch
+
+    from .torch._kernels import soft_target_ce
+
+    k = x.shape[-1]
+    given = (torch.from_numpy(loss.reshape(-1)), torch.from_numpy(t_sum.reshape(-1)))
+    return soft_target_ce(x.reshape(-1, k), t.reshape(-1, k), given=given).reshape(loss.shape)
 
 
 def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = True, checks=()):
@@ -183,7 +218,7 @@ def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = 
         return None
     from . import _fused
 
-    fused = _fused.rows(kind, t, p, epsilon, mean=mean) if _fused.applies(kind, t, p) else None
+    fused = _fused.rows(kind, t, p, epsilon, mean=mean, check=bool(checks)) if _fused.applies(kind, t, p) else None
     if fused is not None:
         values, t_bits, p_bits = fused
         for check in checks:
@@ -223,6 +258,34 @@ def categorical_from_probs(xp, t, p, axis: int, epsilon: float):
     shape = (a, k) if b == 1 else (a, k, b)
     out = row_reduce(p.reshape(shape), t.reshape(shape), "cat_probs", epsilon, False)
     return out.reshape(tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :]))
+
+
+def fused_categorical_from_probs(xp, t, p, axis: int, epsilon: float, *, check: bool):
+    """Keras's categorical cross-entropy from probabilities in one compiled pass, or ``None``.
+
+    ``(loss, sums, t_bits, p_bits)``: the per-sample loss (differentiable for torch), the
+    row sums with the class axis kept (for the warning on unnormalised rows) and the bits
+    for :func:`probloss._fused.within` (tested only with ``check``).  Big float32 NumPy
+    arrays and CPU tensors, last axis, targets that need no gradient.
+    """
+    from . import _fused
+
+    if not fast_paths_enabled() or p.ndim == 0 or axis % p.ndim != p.ndim - 1:
+        return None
+    if not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)) or not _fused.applies("cat_probs", t, p):
+        return None
+    loss, sums, t_bits, p_bits = _fused.cat_probs(t, p, epsilon, check=check)
+    if is_numpy(xp):
+        import numpy as np
+
+        return loss, np.expand_dims(sums, -1), t_bits, p_bits
+    import torch
+
+    from .torch._kernels import row_reduce
+
+    k = p.shape[-1]
+    out = row_reduce(p.reshape(-1, k), t.reshape(-1, k), "cat_probs", epsilon, False, values=loss.reshape(-1))
+    return out.reshape(loss.shape), torch.from_numpy(sums).unsqueeze(-1), t_bits, p_bits
 
 
 def row_sums_in_range(xp, p, axis: int, lo: float, hi: float):

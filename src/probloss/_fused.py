@@ -31,8 +31,10 @@ from ._compat import is_traced
 
 __all__ = ["KINDS", "applies", "rows", "within"]
 
-KINDS = ("bce", "bce_logits", "kl", "poisson")
-"""The losses with a fused kernel: ``RowReduce`` kinds of :mod:`probloss.torch._kernels`."""
+KINDS = ("bce", "bce_logits", "kl", "poisson", "cat_probs", "soft_ce")
+"""The losses with a fused kernel: ``RowReduce`` kinds of :mod:`probloss.torch._kernels`
+(:func:`rows`; :func:`cat_probs`), and the softmax cross-entropy with soft targets
+(:func:`soft_ce`)."""
 
 _kernels = None
 
@@ -42,7 +44,7 @@ def _compiled():
     if _kernels is None:
         from . import _fused_kernels
 
-        _kernels = _fused_kernels.KERNELS
+        _kernels = dict(_fused_kernels.KERNELS, cat_probs=_fused_kernels.cat_probs_rows, soft_ce=_fused_kernels.soft_ce_rows)
     return _kernels
 
 
@@ -64,26 +66,63 @@ def _views(kind, t, p):
     return a_t.reshape(-1, k), a_p.reshape(-1, k)
 
 
-def rows(kind: str, t, p, epsilon: float, *, mean: bool):
+def rows(kind: str, t, p, epsilon: float, *, mean: bool, check: bool = True):
     """``(values, t_bits, p_bits)`` for the last axis, or ``None`` where no kernel applies.
 
     ``values`` (float32 NumPy, shape ``p.shape[:-1]``) is the per-row mean (or sum) of the
     loss ``kind``; ``t_bits`` and ``p_bits`` are the largest bit patterns of ``t`` and
-    ``p``, for :func:`within`.
+    ``p``, for :func:`within` (0 with ``check=False``, which skips that work).
     """
     views = _views(kind, t, p)
-    if views is None:
+    if views is None or kind in ("cat_probs", "soft_ce"):
         return None
     t2, p2 = views
     kernel = _compiled()[kind]
     lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)  # torch and Keras round the bounds so
     sums = np.empty(p2.shape[0], np.float64)
-    results = _scan.split_rows(kernel, p2.shape[0], t2, p2, lo, hi, sums)
+    results = _scan.split_rows(kernel, p2.shape[0], t2, p2, lo, hi, bool(check), sums)
     t_bits = max(int(r[0]) for r in results)
     p_bits = max(int(r[1]) for r in results)
     if mean:
         sums /= p2.shape[1]
     return sums.astype(np.float32).reshape(tuple(p.shape[:-1])), t_bits, p_bits
+
+
+def cat_probs(t, p, epsilon: float, *, check: bool = True):
+    """``(loss, sums, t_bits, p_bits)`` of Keras's categorical cross-entropy from
+    probabilities over the last axis, or ``None``.
+
+    ``loss`` is float32 and ``sums`` (the row sums Keras renormalises by) float64 NumPy,
+    both of shape ``p.shape[:-1]``; the bits are for :func:`within`.
+    """
+    views = _views("cat_probs", t, p)
+    if views is None:
+        return None
+    t2, p2 = views
+    lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)
+    loss, sums = np.empty(p2.shape[0], np.float64), np.empty(p2.shape[0], np.float64)
+    results = _scan.split_rows(_compiled()["cat_probs"], p2.shape[0], t2, p2, lo, hi, bool(check), loss, sums)
+    shape = tuple(p.shape[:-1])
+    t_bits = max(int(r[0]) for r in results)
+    p_bits = max(int(r[1]) for r in results)
+    return loss.astype(np.float32).reshape(shape), sums.reshape(shape), t_bits, p_bits
+
+
+def soft_ce(t, x, *, check: bool = True):
+    """``(loss, t_sum, t_bits)`` of the softmax cross-entropy over the last axis, or ``None``.
+
+    ``loss = sum(t * (logsumexp(x) - x), -1)`` and ``t_sum = sum(t, -1)`` (float32 NumPy,
+    shape ``x.shape[:-1]``); ``t_bits`` is the largest bit pattern of ``t``, for
+    :func:`within` (0 with ``check=False``).
+    """
+    views = _views("soft_ce", t, x)
+    if views is None:
+        return None
+    t2, x2 = views
+    loss, t_sum = np.empty(x2.shape[0], np.float64), np.empty(x2.shape[0], np.float64)
+    results = _scan.split_rows(_compiled()["soft_ce"], x2.shape[0], t2, x2, bool(check), loss, t_sum)
+    shape = tuple(x.shape[:-1])
+    return loss.astype(np.float32).reshape(shape), t_sum.astype(np.float32).reshape(shape), max(int(r) for r in results)
 
 
 def within(bits: int, lo: float, hi: float | None) -> bool:

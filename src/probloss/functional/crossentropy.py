@@ -161,23 +161,50 @@ def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, eps
     return xp, t, p, out_dtype, axis, epsilon
 
 
+def _soft_labels_check(t, name="y_true"):
+    return C.nonnegative_check(t, name, "labels are probabilities and cannot be negative.")
+
+
 def _check_soft_labels(xp, t, name="y_true"):
-    C.check_nonnegative_values(xp, t, name, "labels are probabilities and cannot be negative.")
+    _soft_labels_check(t, name).run(xp)
 
 
 def _soft_ce_checking_labels(xp, t, x, axis, name="y_true"):
     """Soft-target CE from logits (native kernel, or ``None``) with the check ``t >= 0``.
 
-    torch's kernel takes ``min(t)`` chunk by chunk while it reads ``t`` anyway, about half
-    the cost of a separate pass; elsewhere the check is its own pass.  Only on failure is
-    ``t`` scanned again, to name the element.
+    The kernels test ``t`` in the pass that reads it anyway (see
+    :func:`probloss._fast.soft_from_logits`); only on failure is ``t`` scanned again, to
+    name the element.
     """
-    if not C.eager(t, x):
-        return _fast.soft_from_logits(xp, t, x, axis)
-    t_min = []
-    loss = _fast.soft_from_logits(xp, t, x, axis, t_min=t_min)
-    if not (t_min and t_min[0] >= 0):  # not folded, or a negative (or NaN) label
-        _check_soft_labels(xp, t, name)
+    check = _soft_labels_check(t, name) if C.eager(t, x) else None
+    loss = _fast.soft_from_logits(xp, t, x, axis, t_check=check)
+    if loss is None and check is not None:
+        check.run(xp)
+    return loss
+
+
+def _fused_probs_checking(xp, t, p, axis, epsilon, *, check_labels: bool):
+    """Categorical CE from probabilities with all its value checks in one compiled pass.
+
+    Returns ``None`` where :func:`probloss._fast.fused_categorical_from_probs` does not
+    apply (the caller then runs the checks and the loss separately).  The checks are
+    those of the separate path, in its order: labels ``>= 0`` (if ``check_labels``),
+    probabilities in [0, 1], a warning for rows that do not sum to 1.
+    """
+    eager = C.eager(t, p)
+    fused = _fast.fused_categorical_from_probs(xp, t, p, axis, epsilon, check=eager)
+    if fused is None:
+        return None
+    loss, sums, t_bits, p_bits = fused
+    if eager:
+        from .. import _fused
+
+        if check_labels and not _fused.within(t_bits, 0.0, None):
+            _check_soft_labels(xp, t)  # raises, naming the element (a -0.0 passes)
+        if not _fused.within(p_bits, 0.0, 1.0):
+            C.check_probabilities(xp, p)
+        if p.shape[axis] > 1:
+            C.warn_unnormalized(xp, sums, axis)
     return loss
 
 
@@ -250,9 +277,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     >>> np.round(pl.categorical_crossentropy(y_true, y_pred), 4)
     array([0.0513, 2.3026], dtype=float32)
     """
-    # From logits without smoothing, the labels reach the kernel unchanged, so it can
-    # check them as it reads them; smoothing would hide a negative label, so check first.
-    fold = from_logits and not label_smoothing
+    # Without smoothing, the labels reach the kernel unchanged, so it can check them as
+    # it reads them; smoothing would hide a negative label, so check first.
+    fold = not label_smoothing
     xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
         y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy", check_labels=not fold
     )
@@ -260,8 +287,12 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         # native kernel, or None
         fast = _soft_ce_checking_labels(xp, t, p, axis) if fold else _fast.soft_from_logits(xp, t, p, axis)
     else:
-        sums = _row_sums(xp, p, axis)  # Keras renormalises rows; in eager mode, the probability checks
-        fast = _fast.categorical_from_probs(xp, t, p, axis, epsilon)  # native kernel, or None
+        fast = _fused_probs_checking(xp, t, p, axis, epsilon, check_labels=fold)  # one compiled pass, or None
+        if fast is None:
+            if fold and C.eager(t, p):
+                _check_soft_labels(xp, t)
+            sums = _row_sums(xp, p, axis)  # Keras renormalises rows; in eager mode, the probability checks
+            fast = _fast.categorical_from_probs(xp, t, p, axis, epsilon)  # native kernel, or None
     if fast is not None:
         return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
     log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(clip(p / sums, xp, epsilon, 1.0 - epsilon))

@@ -235,8 +235,13 @@ class SoftTargetCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, t, weight, eps, inplace, chunk, t_min):
+    def forward(ctx, x, t, weight, eps, inplace, chunk, t_min, given):
         rows = chunk_rows(x, chunk)
+        if given is not None:  # (loss, coef) computed by the caller (the fused CPU kernel; no weight, eps 0)
+            loss, coef = given
+            ctx.save_for_backward(x, t, coef, weight)
+            ctx.rows, ctx.inplace, ctx.eps = rows, inplace, eps
+            return loss
         k = x.shape[1]
         dt = _stat_dtype(x)
         # ``t_min`` (a 0-d tensor, or None) receives min(t) for the caller's value check,
@@ -310,7 +315,7 @@ class SoftTargetCE(torch.autograd.Function):
                     buf.sub_(g_eps[s:e] if w is None else g_eps[s:e] * w)
 
             dx = _grad_by_chunks(x, rows, ctx.inplace, finish)
-        return dx, dt_grad, None, None, None, None, None
+        return dx, dt_grad, None, None, None, None, None, None
 
 
 # ------------------------------------------------------------------ elementwise losses
@@ -468,9 +473,12 @@ def sparse_ce(x, y, weight=None, smooth=False, inplace=False, chunk=None):
 
 
 @torch.compiler.disable
-def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None, t_min=None):
+def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None, t_min=None, given=None):
     """Apply :class:`SoftTargetCE` (eagerly, also under ``torch.compile``).
 
-    ``t_min``, a 0-d tensor of ``t``'s dtype and device, receives ``min(t)``.
+    ``t_min``, a 0-d tensor of ``t``'s dtype and device, receives ``min(t)``.  ``given``,
+    ``(loss, sum(t, 1))`` as float32 tensors, is a forward computed elsewhere
+    (:mod:`probloss._fused`; only without ``weight`` and ``eps``): the Function then
+    only adds the backward.
     """
-    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min)
+    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min, given)
