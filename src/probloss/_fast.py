@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 import threading
 
+from . import _fused
+from ._checks import run_checks
 from ._compat import is_jax, is_numpy, is_torch
 
 __all__ = [
@@ -175,8 +177,6 @@ def soft_from_logits(xp, t, x, axis: int, *, t_check=None):
 
 def _fused_soft(xp, t, x, axis: int, t_check):
     """The fused numba pass of :func:`soft_from_logits` (last axis, float32 CPU), or ``None``."""
-    from . import _fused
-
     if axis % x.ndim != x.ndim - 1 or not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)):
         return None
     if not _fused.applies("soft_ce", t, x):
@@ -216,10 +216,13 @@ def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = 
         return None
     if is_torch(xp) and t.requires_grad:
         return None
-    from . import _fused
-
     fused = _fused.rows(kind, t, p, epsilon, mean=mean, check=bool(checks)) if _fused.applies(kind, t, p) else None
-    if fused is not None:
+    if fused is None:
+        if not is_torch(xp):
+            return None
+        run_checks(xp, checks)
+        values = None
+    else:
         values, t_bits, p_bits = fused
         for check in checks:
             bits = t_bits if check.x is t else p_bits if check.x is p else None
@@ -227,13 +230,6 @@ def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = 
                 check.run(xp)  # raises, naming the element (a -0.0 passes)
         if is_numpy(xp):
             return values
-    elif not is_torch(xp):
-        return None
-    else:
-        from ._checks import run_checks
-
-        run_checks(xp, checks)
-        values = None
     from .torch._kernels import row_reduce
 
     k = p.shape[-1]
@@ -268,8 +264,6 @@ def fused_categorical_from_probs(xp, t, p, axis: int, epsilon: float, *, check: 
     for :func:`probloss._fused.within` (tested only with ``check``).  Big float32 NumPy
     arrays and CPU tensors, last axis, targets that need no gradient.
     """
-    from . import _fused
-
     if not fast_paths_enabled() or p.ndim == 0 or axis % p.ndim != p.ndim - 1:
         return None
     if not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)) or not _fused.applies("cat_probs", t, p):

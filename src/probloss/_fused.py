@@ -1,13 +1,15 @@
-"""Keras's elementwise losses and their value checks in one compiled pass (optional; numba).
+"""Keras's losses and their value checks in one compiled pass (optional; numba).
 
-Binary cross-entropy from probabilities, KL divergence and Poisson read two ``N x K``
-inputs and do a few flops per element.  Eager torch composes them from five to eight
-passes (clip, log, multiply, ...) and NumPy allocates an ``N x K`` temporary for each;
-a value check then reads both inputs once more, 10-30% of the loss's time.  Here one numba
-loop per loss (:mod:`probloss._fused_kernels`) computes the per-row sums and, in the
-same pass, tests the range of both inputs.  It serves big C-contiguous float32 NumPy
-arrays and CPU torch tensors, whether value checks are on or off; other inputs take the
-``xp`` code.
+Binary cross-entropy (from probabilities or logits), KL divergence, Poisson and
+categorical cross-entropy (from probabilities, or soft targets from logits) read two
+``N x K`` inputs and do a few flops per element.  Eager torch composes them from five
+to eight passes (clip, log, multiply, ...) and NumPy allocates an ``N x K`` temporary for
+each; a value check then read both inputs once more, 10-30% of the loss's time.  Here one
+numba loop per loss (:mod:`probloss._fused_kernels`) computes the per-row loss and, in
+the same pass, tests the range of both inputs.  It serves big C-contiguous float32 NumPy
+arrays and CPU torch tensors (the backward stays torch's, see
+:mod:`probloss.torch._kernels`), whether value checks are on or off; other inputs take
+the ``xp`` code or torch's chunked kernels.
 
 The range test is one unsigned integer ``max`` per input.  The bits of a float32
 ``x >= 0``, read as ``uint32``, grow with ``x``; a negative number (sign bit set) or a
@@ -16,8 +18,9 @@ NaN reads larger than the bits of any bound in ``[0, inf]``.  So
 reads as large: a failed test runs the exact check, which names the offending element
 (or, for ``-0.0``, passes).
 
-Compared with float64 NumPy, the sums are more accurate than torch's (each row is added
-in float64); the ``log`` is within 0.81 ulp (torch's: 0.88).
+Numbers: each row is added in float64 (torch and Keras add float32), and the kernels'
+own float32 ``log`` and ``exp`` are within one ulp of the exact values, as torch's are;
+so results agree with torch's to about 1e-7 relative, not bit for bit.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ import numpy as np
 from . import _scan
 from ._compat import is_traced
 
-__all__ = ["KINDS", "applies", "rows", "within"]
+__all__ = ["KINDS", "ROW_KINDS", "applies", "cat_probs", "rows", "soft_ce", "within"]
 
-KINDS = ("bce", "bce_logits", "kl", "poisson", "cat_probs", "soft_ce")
-"""The losses with a fused kernel: ``RowReduce`` kinds of :mod:`probloss.torch._kernels`
-(:func:`rows`; :func:`cat_probs`), and the softmax cross-entropy with soft targets
-(:func:`soft_ce`)."""
+ROW_KINDS = ("bce", "bce_logits", "kl", "poisson")
+"""The elementwise losses of :func:`rows` (``RowReduce`` kinds of :mod:`probloss.torch._kernels`)."""
+
+KINDS = (*ROW_KINDS, "cat_probs", "soft_ce")
+"""Every loss with a fused kernel; ``cat_probs`` and ``soft_ce`` have their own function."""
 
 _kernels = None
 
@@ -44,12 +48,12 @@ def _compiled():
     if _kernels is None:
         from . import _fused_kernels
 
-        _kernels = dict(_fused_kernels.KERNELS, cat_probs=_fused_kernels.cat_probs_rows, soft_ce=_fused_kernels.soft_ce_rows)
+        _kernels = _fused_kernels.KERNELS
     return _kernels
 
 
 def applies(kind: str, t, p) -> bool:
-    """Whether :func:`rows` serves these inputs (without computing anything)."""
+    """Whether the kernel of loss ``kind`` serves these inputs (without computing anything)."""
     return _views(kind, t, p) is not None
 
 
@@ -74,11 +78,11 @@ def rows(kind: str, t, p, epsilon: float, *, mean: bool, check: bool = True):
     ``p``, for :func:`within` (0 with ``check=False``, which skips that work).
     """
     views = _views(kind, t, p)
-    if views is None or kind in ("cat_probs", "soft_ce"):
+    if views is None or kind not in ROW_KINDS:
         return None
     t2, p2 = views
     kernel = _compiled()[kind]
-    lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)  # torch and Keras round the bounds so
+    lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)  # float32 bounds, as torch and Keras clip with
     sums = np.empty(p2.shape[0], np.float64)
     results = _scan.split_rows(kernel, p2.shape[0], t2, p2, lo, hi, bool(check), sums)
     t_bits = max(int(r[0]) for r in results)

@@ -1,9 +1,10 @@
 """numba kernels for :mod:`probloss._fused` (imported only when numba is installed).
 
-Each kernel computes, for rows ``start:stop`` of two C-contiguous float32 arrays ``t`` and
-``p`` of shape ``(A, K)``, the per-row sum of one of Keras's elementwise losses, and in
-the same pass the largest bit pattern of each input (read as ``uint32``), from which
-:mod:`probloss._fused` tests ``0 <= x <= hi``.
+Each kernel computes, for rows ``start:stop`` of two C-contiguous float32 arrays ``t``
+(targets) and ``p`` (predictions) of shape ``(A, K)``, the per-row loss of one of Keras's
+losses, and, when its ``check`` argument is true, in the same pass the largest bit
+pattern of each input (read as ``uint32``), from which :mod:`probloss._fused` tests
+``0 <= x <= hi``.  Each thread runs one kernel call over its own rows.
 
 Vectorising needs three things that plain numba code lacks:
 
@@ -284,7 +285,14 @@ def cat_probs_rows(t, p, lo, hi, check, out, sums, start, stop):
     return t_bits, p_bits
 
 
-KERNELS = {"bce": bce_rows, "bce_logits": bce_logits_rows, "kl": kl_rows, "poisson": poisson_rows}
+KERNELS = {
+    "bce": bce_rows,
+    "bce_logits": bce_logits_rows,
+    "kl": kl_rows,
+    "poisson": poisson_rows,
+    "cat_probs": cat_probs_rows,
+    "soft_ce": soft_ce_rows,
+}
 
 
 @numba.njit(**_JIT)

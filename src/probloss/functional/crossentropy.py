@@ -9,7 +9,7 @@ finite loss.
 from __future__ import annotations
 
 from .. import _checks as C
-from .. import _fast
+from .. import _fast, _fused
 from .._errors import LabelFormatError, ShapeError
 from .._ops import clip, log_softmax, logsumexp, softplus, take_along_axis
 from .._reduction import align_ranks
@@ -197,8 +197,6 @@ def _fused_probs_checking(xp, t, p, axis, epsilon, *, check_labels: bool):
         return None
     loss, sums, t_bits, p_bits = fused
     if eager:
-        from .. import _fused
-
         if check_labels and not _fused.within(t_bits, 0.0, None):
             _check_soft_labels(xp, t)  # raises, naming the element (a -0.0 passes)
         if not _fused.within(p_bits, 0.0, 1.0):
