@@ -32,7 +32,7 @@ import numpy as np
 from . import _scan
 from ._compat import is_traced
 
-__all__ = ["KINDS", "ROW_KINDS", "applies", "cat_probs", "rows", "soft_ce", "within"]
+__all__ = ["KINDS", "ROW_KINDS", "applies", "cat_probs", "load_kernels", "rows", "soft_ce", "within"]
 
 ROW_KINDS = ("bce", "bce_logits", "kl", "poisson")
 """The elementwise losses of :func:`rows` (``RowReduce`` kinds of :mod:`probloss.torch._kernels`)."""
@@ -127,6 +127,28 @@ def soft_ce(t, x, *, check: bool = True):
     results = _scan.split_rows(_compiled()["soft_ce"], x2.shape[0], t2, x2, bool(check), loss, t_sum)
     shape = tuple(x.shape[:-1])
     return loss.astype(np.float32).reshape(shape), t_sum.astype(np.float32).reshape(shape), max(int(r) for r in results)
+
+
+def load_kernels() -> bool:
+    """Compile, or load from numba's disk cache, every kernel now; False without numba.
+
+    Otherwise each kernel is loaded on the first big array that needs it (about 4 s to
+    compile on a 2-core CPU the very first time, then 0.5 s from the cache, most of it
+    importing numba, which stays resident: about 130 MB).  The benchmarks call this
+    before measuring memory, so that numba counts as loaded library code, as torch's and
+    JAX's own kernels do.
+    """
+    if not _scan.available():
+        return False
+    one = np.ones((1, 1), np.float32)
+    out = np.empty(1, np.float64)
+    for kind in ROW_KINDS:
+        _compiled()[kind](one, one, np.float32(0.0), np.float32(1.0), True, out, 0, 1)
+    _compiled()["cat_probs"](one, one, np.float32(0.0), np.float32(1.0), True, out, out.copy(), 0, 1)
+    _compiled()["soft_ce"](one, one, True, out, out.copy(), 0, 1)
+    for dtype in (np.float32, np.float64):
+        _scan._compiled()(np.ones((1, 1), dtype), 0.0, 1.0, out, 0, 1)
+    return True
 
 
 def within(bits: int, lo: float, hi: float | None) -> bool:
