@@ -307,3 +307,11 @@ def test_unnormalised_probability_rows_warn_and_are_renormalised(lib):
     with pytest.warns(pl.ProblossWarning, match=r"index \(5,\) sums to 0\.5"):
         got = pl.categorical_crossentropy(conv(t), conv(p))
     np.testing.assert_allclose(np.asarray(got), _reference("cat_probs", t, p), rtol=1e-6)
+
+
+def test_load_kernels_compiles_every_kernel_ahead():
+    from probloss import _fused_kernels
+
+    assert _fused.load_kernels() is True
+    for kind, kernel in _fused_kernels.KERNELS.items():
+        assert kernel.signatures, kind  # compiled (or loaded from the cache) for float32
