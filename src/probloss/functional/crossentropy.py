@@ -57,16 +57,12 @@ def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon,
     )
     axis = C.check_axis(axis, p.ndim)
     if C.eager(t, p):
-        checks = [C.binary_targets_check(t)]
-        if not from_logits:
-            checks.append(C.probabilities_check(p))
-        if deferred is None or label_smoothing:  # smoothing can move a bad target into [0, 1]
-            checks[0].run(xp)
-            checks = checks[1:]
-        if deferred is None:
-            C.run_checks(xp, checks)
-        else:
-            deferred.extend(checks)
+        checks = [C.binary_targets_check(t)] + ([] if from_logits else [C.probabilities_check(p)])
+        # Smoothing can move a bad target into [0, 1], so then the targets are checked now.
+        now = checks if deferred is None else checks[:1] if label_smoothing else []
+        C.run_checks(xp, now)
+        if deferred is not None:
+            deferred.extend(checks[len(now):])
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
     return xp, t, p, out_dtype, axis, epsilon

@@ -232,6 +232,9 @@ class SoftTargetCE(torch.autograd.Function):
 
         dx = g (softmax(x) c - (1 - eps) w t - (eps / K) w)
         dt = -g (1 - eps) w log_softmax(x)                     (only if t needs grad)
+
+    ``given``, ``(loss, c)`` or ``None``, is a forward already computed by
+    :mod:`probloss._fused` (without weights or smoothing, where ``c = sum(t)``).
     """
 
     @staticmethod
@@ -403,7 +406,8 @@ class RowReduce(torch.autograd.Function):
     rows, so they may renormalise along dim 1); ``eps`` is its clipping constant.  Saves
     ``p`` and ``t`` only (references); the gradient w.r.t. ``p`` is built chunk by chunk
     in one buffer.  ``t`` gets no gradient (callers use the generic path when it needs
-    one).
+    one).  ``values`` (a NumPy array, or ``None``) is the forward already computed by
+    :mod:`probloss._fused` on the CPU; the Function then only adds the backward.
     """
 
     @staticmethod
