@@ -315,3 +315,27 @@ def test_load_kernels_compiles_every_kernel_ahead():
     assert _fused.load_kernels() is True
     for kind, kernel in _fused_kernels.KERNELS.items():
         assert kernel.signatures, kind  # compiled (or loaded from the cache) for float32
+
+
+def test_a_numba_that_fails_to_import_warns_once_and_the_generic_code_runs(monkeypatch):
+    import importlib
+    import warnings
+
+    monkeypatch.setattr(_scan, "_numba_usable", None)
+    monkeypatch.setattr(_fused, "_kernels", None)
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("numba built for another NumPy")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    t, p = _inputs("kl", (20, 30), seed=9)
+    with pytest.warns(pl.ProblossWarning, match="failed to import"):
+        got = pl.kl_divergence(t, p)
+    np.testing.assert_allclose(got, _reference("kl", t, p), rtol=1e-5)
+    assert not _fused.applies("kl", t, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not on every call
+        pl.kl_divergence(t, p)

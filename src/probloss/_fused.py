@@ -44,11 +44,14 @@ _kernels = None
 
 
 def _compiled():
+    """The kernels by loss (compiled on first call), or ``{}`` if they cannot be imported."""
     global _kernels
     if _kernels is None:
-        from . import _fused_kernels
+        _kernels = {}
+        if _scan.available() and _scan.try_import("probloss._fused_kernels"):
+            from . import _fused_kernels
 
-        _kernels = _fused_kernels.KERNELS
+            _kernels = _fused_kernels.KERNELS
     return _kernels
 
 
@@ -64,7 +67,7 @@ def _views(kind, t, p):
     if math.prod(p.shape) < _scan.MIN_ELEMENTS or is_traced(p):  # a compiled graph cannot call numba
         return None
     a_t, a_p = _scan.as_numpy(t), _scan.as_numpy(p)
-    if a_t is None or a_p is None or a_t.dtype != np.float32 or a_p.dtype != np.float32:
+    if a_t is None or a_p is None or a_t.dtype != np.float32 or a_p.dtype != np.float32 or not _compiled():
         return None
     k = a_p.shape[-1]
     return a_t.reshape(-1, k), a_p.reshape(-1, k)
@@ -138,7 +141,7 @@ def load_kernels() -> bool:
     before measuring memory, so that numba counts as loaded library code, as torch's and
     JAX's own kernels do.
     """
-    if not _scan.available():
+    if not _compiled():
         return False
     one = np.ones((1, 1), np.float32)
     out = np.empty(1, np.float64)

@@ -30,18 +30,45 @@ import threading
 
 import numpy as np
 
-__all__ = ["MIN_ELEMENTS", "as_numpy", "available", "in_range", "row_sums_in_range", "split_rows"]
+__all__ = ["MIN_ELEMENTS", "as_numpy", "available", "in_range", "row_sums_in_range", "split_rows", "try_import"]
 
 MIN_ELEMENTS = 1 << 20
 """Arrays smaller than this are checked with plain ``xp`` reductions."""
 
 _BLOCK = 1 << 12  # in_range views a flat array as rows of this many elements
 _kernel = None
+_numba_usable = None
 
 
 def available() -> bool:
-    """Whether numba can be imported (it is imported only on the first big array)."""
-    return _kernel is not None or importlib.util.find_spec("numba") is not None
+    """Whether numba is installed and imports (tried on the first big array, then cached).
+
+    A numba that is installed but fails to import (say, built for another NumPy) gives
+    one warning, and the checks and losses take their ``xp`` code: same numbers, slower.
+    """
+    global _numba_usable
+    if _numba_usable is None:
+        _numba_usable = importlib.util.find_spec("numba") is not None and try_import("numba")
+    return _numba_usable
+
+
+def try_import(module: str) -> bool:
+    """Import ``module``; on failure warn once and return False."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - any import failure means: use the xp code
+        import warnings
+
+        from ._errors import ProblossWarning
+
+        warnings.warn(
+            f"probloss: {module} is installed but failed to import ({exc!r}); big arrays take the "
+            "slower generic code. Reinstall it (`pip install -U numba`) to get the compiled one.",
+            ProblossWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 def _compiled():
