@@ -54,6 +54,18 @@ def test_in_range_finds_one_bad_element_anywhere(size, where, bad):
     assert _scan.in_range(x, 0.0, 1.0) is bool(0.0 <= np.float32(bad) <= 1.0)
 
 
+@pytest.mark.parametrize("row", range(19))  # eight rows at a time: each place in a group, and the tail
+def test_a_bad_element_in_any_row_of_the_grouped_scan_is_found(row):
+    p = _probs((19, 37), seed=row)
+    sums, ok = _scan.row_sums_in_range(p, 0.0, 1.0)
+    assert ok is True
+    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=1e-12)
+    p[row, 36 - row] = -0.5
+    sums, ok = _scan.row_sums_in_range(p, 0.0, 1.0)
+    assert ok is False
+    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=1e-12)
+
+
 def test_one_sided_and_nan():
     x = np.linspace(0, 1e6, 10_000, dtype=np.float64)
     assert _scan.in_range(x, 0.0, None) is True
