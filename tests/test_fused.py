@@ -339,3 +339,14 @@ def test_a_numba_that_fails_to_import_warns_once_and_the_generic_code_runs(monke
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once, not on every call
         pl.kl_divergence(t, p)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_tf_nn_softmax_cross_entropy_takes_the_fused_kernel_and_checks_labels(lib):
+    t, x = _inputs("soft_ce", (16, 50), seed=10)
+    conv = np.asarray if lib == "numpy" else torch.from_numpy
+    got = pl.softmax_cross_entropy_with_logits(labels=conv(t), logits=conv(x))
+    np.testing.assert_allclose(np.asarray(got), _reference("soft_ce", t, x), rtol=1e-6)
+    t[3, 7] = -0.25
+    with pytest.raises(pl.LabelValueError, match=r"`labels` holds -0.25 at index \(3, 7\)"):
+        pl.softmax_cross_entropy_with_logits(labels=conv(t), logits=conv(x))

@@ -436,8 +436,9 @@ def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
     xp, t, x, out_dtype = prepare(labels, logits, names=("labels", "logits"))
     _check_categorical_shapes(xp, t, x, "softmax_cross_entropy_with_logits")
     axis = C.check_axis(axis, x.ndim, what="logits")
-    if C.eager(t, x):
-        _check_soft_labels(xp, t, "labels")
+    fast = _soft_ce_checking_labels(xp, t, x, axis, name="labels")  # native kernel (checking labels), or None
+    if fast is not None:
+        return finish(xp, fast, out_dtype, labels=t, logits=x)
     return finish(xp, -xp.sum(t * log_softmax(x, xp, axis=axis), axis=axis), out_dtype, labels=t, logits=x)
 
 
