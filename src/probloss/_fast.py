@@ -179,9 +179,10 @@ def _fused_soft(xp, t, x, axis: int, t_check):
     """The fused numba pass of :func:`soft_from_logits` (last axis, float32 CPU), or ``None``."""
     if axis % x.ndim != x.ndim - 1 or not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)):
         return None
-    if not _fused.applies("soft_ce", t, x):
+    fused = _fused.soft_ce(t, x, check=t_check is not None)
+    if fused is None:
         return None
-    loss, t_sum, t_bits = _fused.soft_ce(t, x, check=t_check is not None)
+    loss, t_sum, t_bits = fused
     if t_check is not None and not _fused.within(t_bits, t_check.lo, t_check.hi):
         t_check.run(xp)  # raises, naming the element (a -0.0 passes)
     if is_numpy(xp):
@@ -216,7 +217,7 @@ def elementwise(xp, kind: str, t, p, epsilon: float, axis: int, *, mean: bool = 
         return None
     if is_torch(xp) and t.requires_grad:
         return None
-    fused = _fused.rows(kind, t, p, epsilon, mean=mean, check=bool(checks)) if _fused.applies(kind, t, p) else None
+    fused = _fused.rows(kind, t, p, epsilon, mean=mean, check=bool(checks))  # or None
     if fused is None:
         if not is_torch(xp):
             return None
@@ -266,9 +267,12 @@ def fused_categorical_from_probs(xp, t, p, axis: int, epsilon: float, *, check: 
     """
     if not fast_paths_enabled() or p.ndim == 0 or axis % p.ndim != p.ndim - 1:
         return None
-    if not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)) or not _fused.applies("cat_probs", t, p):
+    if not (is_numpy(xp) or (is_torch(xp) and not t.requires_grad)):
         return None
-    loss, sums, t_bits, p_bits = _fused.cat_probs(t, p, epsilon, check=check)
+    fused = _fused.cat_probs(t, p, epsilon, check=check)
+    if fused is None:
+        return None
+    loss, sums, t_bits, p_bits = fused
     if is_numpy(xp):
         import numpy as np
 

@@ -88,8 +88,7 @@ def rows(kind: str, t, p, epsilon: float, *, mean: bool, check: bool = True):
     lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)  # float32 bounds, as torch and Keras clip with
     sums = np.empty(p2.shape[0], np.float64)
     results = _scan.split_rows(kernel, p2.shape[0], t2, p2, lo, hi, bool(check), sums)
-    t_bits = max(int(r[0]) for r in results)
-    p_bits = max(int(r[1]) for r in results)
+    t_bits, p_bits = _max_bits(results)
     if mean:
         sums /= p2.shape[1]
     return sums.astype(np.float32).reshape(tuple(p.shape[:-1])), t_bits, p_bits
@@ -110,8 +109,7 @@ def cat_probs(t, p, epsilon: float, *, check: bool = True):
     loss, sums = np.empty(p2.shape[0], np.float64), np.empty(p2.shape[0], np.float64)
     results = _scan.split_rows(_compiled()["cat_probs"], p2.shape[0], t2, p2, lo, hi, bool(check), loss, sums)
     shape = tuple(p.shape[:-1])
-    t_bits = max(int(r[0]) for r in results)
-    p_bits = max(int(r[1]) for r in results)
+    t_bits, p_bits = _max_bits(results)
     return loss.astype(np.float32).reshape(shape), sums.reshape(shape), t_bits, p_bits
 
 
@@ -130,6 +128,11 @@ def soft_ce(t, x, *, check: bool = True):
     results = _scan.split_rows(_compiled()["soft_ce"], x2.shape[0], t2, x2, bool(check), loss, t_sum)
     shape = tuple(x.shape[:-1])
     return loss.astype(np.float32).reshape(shape), t_sum.astype(np.float32).reshape(shape), max(int(r) for r in results)
+
+
+def _max_bits(results):
+    """``(t_bits, p_bits)``: the largest of each over the threads' ``(t_bits, p_bits)``."""
+    return tuple(max(int(r[i]) for r in results) for i in range(2))
 
 
 def load_kernels() -> bool:

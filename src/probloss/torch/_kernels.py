@@ -204,6 +204,44 @@ class SparseCE(torch.autograd.Function):
         return _grad_by_chunks(x, ctx.rows, ctx.inplace, finish), None, None, None, None, None
 
 
+def _soft_ce_chunks(x, t, weight, eps, rows, t_min):
+    """The forward of :class:`SoftTargetCE` by chunks of rows: ``(loss, coef)``.
+
+    ``t_min`` (a 0-d tensor, or None) receives min(t) for the caller's value check, taken
+    chunk by chunk while the chunk is in cache: about half a separate pass.
+    """
+    k = x.shape[1]
+    dt = _stat_dtype(x)
+    chunk_mins = torch.empty(-(-x.shape[0] // rows), dtype=t.dtype, device=t.device) if t_min is not None else None
+    scratch = _Scratch(x, rows, dt)
+    coef = _stat(x, dt)
+    loss = _stat(x, dt)
+    w = None if weight is None else _wview(weight, x.ndim)
+    total_w = float(k) if weight is None else weight.sum()
+    smooth_part = _stat(x, dt) if eps else None
+    log_softmax_out = _kernels(x)[0]
+    for i, s in enumerate(range(0, x.shape[0], rows)):
+        e = s + rows
+        xc, tc = x[s:e], t[s:e]
+        if chunk_mins is not None:
+            torch.amin(tc, out=chunk_mins[i])
+        logp = _apply(log_softmax_out, xc, scratch.get("logp", xc.shape[0]), scratch)
+        if w is not None:
+            logp.mul_(w)
+        if eps:
+            torch.sum(logp, 1, out=smooth_part[s:e])
+        torch.sum(logp.mul_(tc), 1, out=loss[s:e])
+        wt = tc if w is None else scratch.get("wt", xc.shape[0]).copy_(tc).mul_(w)
+        torch.sum(wt, 1, dtype=dt, out=coef[s:e])
+    if chunk_mins is not None:
+        t_min.copy_(chunk_mins.amin())
+    loss.neg_()
+    if eps:
+        loss.mul_(1.0 - eps).sub_(smooth_part.mul_(eps / k))
+        coef.mul_(1.0 - eps).add_(eps * total_w / k)
+    return loss, coef
+
+
 def _grad_by_chunks(x, rows, inplace, finish):
     """``softmax(x)`` chunk by chunk, completed by ``finish(buf, s, e)``, in one buffer."""
     dt = _stat_dtype(x)
@@ -242,42 +280,10 @@ class SoftTargetCE(torch.autograd.Function):
         rows = chunk_rows(x, chunk)
         if given is not None:  # (loss, coef) computed by the caller (the fused CPU kernel; no weight, eps 0)
             loss, coef = given
-            ctx.save_for_backward(x, t, coef, weight)
-            ctx.rows, ctx.inplace, ctx.eps = rows, inplace, eps
-            return loss
-        k = x.shape[1]
-        dt = _stat_dtype(x)
-        # ``t_min`` (a 0-d tensor, or None) receives min(t) for the caller's value check,
-        # taken chunk by chunk while the chunk is in cache: about half a separate pass.
-        chunk_mins = torch.empty(-(-x.shape[0] // rows), dtype=t.dtype, device=t.device) if t_min is not None else None
-        scratch = _Scratch(x, rows, dt)
-        coef = _stat(x, dt)
-        loss = _stat(x, dt)
-        if weight is not None:
-            weight = weight.to(device=x.device, dtype=dt)
-        w = None if weight is None else _wview(weight, x.ndim)
-        total_w = float(k) if weight is None else weight.sum()
-        smooth_part = _stat(x, dt) if eps else None
-        log_softmax_out = _kernels(x)[0]
-        for i, s in enumerate(range(0, x.shape[0], rows)):
-            e = s + rows
-            xc, tc = x[s:e], t[s:e]
-            if chunk_mins is not None:
-                torch.amin(tc, out=chunk_mins[i])
-            logp = _apply(log_softmax_out, xc, scratch.get("logp", xc.shape[0]), scratch)
-            if w is not None:
-                logp.mul_(w)
-            if eps:
-                torch.sum(logp, 1, out=smooth_part[s:e])
-            torch.sum(logp.mul_(tc), 1, out=loss[s:e])
-            wt = tc if w is None else scratch.get("wt", xc.shape[0]).copy_(tc).mul_(w)
-            torch.sum(wt, 1, dtype=dt, out=coef[s:e])
-        if chunk_mins is not None:
-            t_min.copy_(chunk_mins.amin())
-        loss.neg_()
-        if eps:
-            loss.mul_(1.0 - eps).sub_(smooth_part.mul_(eps / k))
-            coef.mul_(1.0 - eps).add_(eps * total_w / k)
+        else:
+            if weight is not None:
+                weight = weight.to(device=x.device, dtype=_stat_dtype(x))
+            loss, coef = _soft_ce_chunks(x, t, weight, eps, rows, t_min)
         ctx.save_for_backward(x, t, coef, weight)
         ctx.rows, ctx.inplace, ctx.eps = rows, inplace, eps
         return loss
