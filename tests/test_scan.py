@@ -26,6 +26,11 @@ def small_threshold(monkeypatch):
     monkeypatch.setattr(_scan, "MIN_ELEMENTS", 1)
 
 
+# Rows are added in float32 blocks, then in float64 (see ``_scan._compiled``): within a
+# float32 ulp of the exact sums; float64 arrays are added in float64 throughout.
+_SUM_RTOL = {np.dtype(np.float32): 1e-7, np.dtype(np.float64): 1e-12}
+
+
 def _probs(shape, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     p = rng.random(shape) ** 2
@@ -37,7 +42,7 @@ def _probs(shape, seed=0, dtype=np.float32):
 def test_row_sums_match_float64_and_range_flag(shape, dtype):
     p = _probs(shape, dtype=dtype)
     sums, ok = _scan.row_sums_in_range(p, 0.0, 1.0)
-    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=1e-12)
+    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=_SUM_RTOL[p.dtype])
     assert ok is True
     q = p.copy()
     q.flat[q.size // 2] = 1.5
@@ -54,16 +59,55 @@ def test_in_range_finds_one_bad_element_anywhere(size, where, bad):
     assert _scan.in_range(x, 0.0, 1.0) is bool(0.0 <= np.float32(bad) <= 1.0)
 
 
-@pytest.mark.parametrize("row", range(19))  # eight rows at a time: each place in a group, and the tail
-def test_a_bad_element_in_any_row_of_the_grouped_scan_is_found(row):
+@pytest.mark.parametrize("row", range(19))
+def test_a_bad_element_in_any_row_is_found(row):
     p = _probs((19, 37), seed=row)
     sums, ok = _scan.row_sums_in_range(p, 0.0, 1.0)
     assert ok is True
-    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=1e-12)
+    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=_SUM_RTOL[p.dtype])
     p[row, 36 - row] = -0.5
     sums, ok = _scan.row_sums_in_range(p, 0.0, 1.0)
     assert ok is False
-    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=1e-12)
+    np.testing.assert_allclose(sums, p.astype(np.float64).sum(axis=-1), rtol=_SUM_RTOL[p.dtype])
+
+
+@pytest.mark.parametrize("width", [255, 256, 257, 32000])  # around the float32 block, and a vocabulary
+def test_float32_block_sums_of_wide_rows_stay_within_an_ulp(width):
+    p = _probs((16, width), seed=width)
+    sums, ok = _scan.row_sums_in_range(p, 0.0, 1.0)
+    exact = p.astype(np.float64).sum(axis=-1)
+    assert ok is True
+    np.testing.assert_allclose(sums, exact, rtol=1e-7)
+    p[5, width - 1] = np.nan
+    assert _scan.row_sums_in_range(p, 0.0, 1.0)[1] is False
+
+
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (0.0, None)], ids=["[0,1]", "[0,inf]"])
+@pytest.mark.parametrize("bad", [-0.5, -np.float32(1e-45), np.nan, -np.nan, 2.0, np.inf])
+def test_the_bit_test_for_nonnegative_bounds_is_exact(bounds, bad):
+    x = _probs((9, 300), seed=2)
+    lo, hi = bounds
+    assert _scan.in_range(x, lo, hi) is True
+    x[4, 1] = -0.0  # equal to 0, so inside
+    assert _scan.in_range(x, lo, hi) is True
+    x[8, 299] = bad
+    expected = bool(np.all((x.astype(np.float64) >= lo) & (x.astype(np.float64) <= (np.inf if hi is None else hi))))
+    assert _scan.in_range(x, lo, hi) is expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bounds_that_float32_cannot_hold_keep_their_meaning(seed):
+    # A bound a hair past the smallest (or largest) element rounds back onto it in
+    # float32; the test must still see that element as outside.
+    x = np.random.default_rng(seed).normal(size=(64, 40)).astype(np.float32)
+    low, high = float(x.min()), float(x.max())
+    hair = 1e-9 * max(abs(low), abs(high))
+    assert np.float32(low + hair) == np.float32(low) and np.float32(high - hair) == np.float32(high)
+    assert _scan.in_range(x, low, high) is True
+    assert _scan.in_range(x, low - hair, high + hair) is True
+    assert _scan.in_range(x, low + hair, None) is False
+    assert _scan.in_range(x, None, high - hair) is False
+    assert _scan.in_range(x, low + hair, high) is False
 
 
 def test_one_sided_and_nan():

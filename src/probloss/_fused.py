@@ -87,7 +87,7 @@ def rows(kind: str, t, p, epsilon: float, *, mean: bool, check: bool = True):
     kernel = _compiled()[kind]
     lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)  # float32 bounds, as torch and Keras clip with
     sums = np.empty(p2.shape[0], np.float64)
-    results = _scan.split_rows(kernel, p2.shape[0], t2, p2, lo, hi, bool(check), sums)
+    results = _scan.split_rows(kernel, p2.shape, t2, p2, lo, hi, bool(check), sums)
     t_bits, p_bits = _max_bits(results)
     if mean:
         sums /= p2.shape[1]
@@ -107,7 +107,7 @@ def cat_probs(t, p, epsilon: float, *, check: bool = True):
     t2, p2 = views
     lo, hi = np.float32(epsilon), np.float32(1.0 - epsilon)
     loss, sums = np.empty(p2.shape[0], np.float64), np.empty(p2.shape[0], np.float64)
-    results = _scan.split_rows(_compiled()["cat_probs"], p2.shape[0], t2, p2, lo, hi, bool(check), loss, sums)
+    results = _scan.split_rows(_compiled()["cat_probs"], p2.shape, t2, p2, lo, hi, bool(check), loss, sums)
     shape = tuple(p.shape[:-1])
     t_bits, p_bits = _max_bits(results)
     return loss.astype(np.float32).reshape(shape), sums.reshape(shape), t_bits, p_bits
@@ -125,7 +125,7 @@ def soft_ce(t, x, *, check: bool = True):
         return None
     t2, x2 = views
     loss, t_sum = np.empty(x2.shape[0], np.float64), np.empty(x2.shape[0], np.float64)
-    results = _scan.split_rows(_compiled()["soft_ce"], x2.shape[0], t2, x2, bool(check), loss, t_sum)
+    results = _scan.split_rows(_compiled()["soft_ce"], x2.shape, t2, x2, bool(check), loss, t_sum)
     shape = tuple(x.shape[:-1])
     return loss.astype(np.float32).reshape(shape), t_sum.astype(np.float32).reshape(shape), max(int(r) for r in results)
 
@@ -152,8 +152,7 @@ def load_kernels() -> bool:
         _compiled()[kind](one, one, np.float32(0.0), np.float32(1.0), True, out, 0, 1)
     _compiled()["cat_probs"](one, one, np.float32(0.0), np.float32(1.0), True, out, out.copy(), 0, 1)
     _compiled()["soft_ce"](one, one, True, out, out.copy(), 0, 1)
-    for dtype in (np.float32, np.float64):
-        _scan._compiled()(np.ones((1, 1), dtype), 0.0, 1.0, out, 0, 1)
+    _scan.load_kernels()
     return True
 
 
