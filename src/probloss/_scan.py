@@ -96,8 +96,9 @@ def _compiled():
 
     Both add each row in blocks of :data:`_SUM_BLOCK` elements in the array's own dtype
     (LLVM spreads a block over vector lanes, 4 elements per lane for float32), then add
-    the block sums in float64: float32 sums stay within about 1e-8 relative of the exact
-    ones (torch's ``sum``: about 1e-7), at the speed of a float32 sum.  Accumulating every
+    the block sums in float64: on rows of 32,000 float32 values, within 2e-8 (uniform
+    rows) to 1.5e-7 (peaked softmax rows) relative of the exact sums, where torch's
+    ``sum`` is within 1.8e-7 to 2.8e-7, at the speed of a float32 sum.  Accumulating every
     element in float64 instead cost a conversion per element and ran 30% slower than
     torch's ``sum`` once the data was in cache.
 
