@@ -281,8 +281,11 @@ def render(results, meta, figure: str | None) -> str:
     if checks:
         out += ["## Cost of the value checks", "",
                 "The eager value checks (label range, probability range, and the finiteness of the result) are on "
-                "by default; this is the same probloss call with them off. Where the two ranges overlap the "
-                "difference is within the noise of this shared machine.", ""] + checks + [""]
+                "by default; this is the same probloss call with them off, timed in the suites above, one "
+                "variant after the other. Where the two ranges overlap the difference is within the noise of "
+                "this shared machine, and a variant timed during a slow spell looks slower: the measurement "
+                "of record is `benchmarks/bench_checks.py`, which interleaves checks on and off run by run "
+                "(its figures are in [errors.md](errors.md)).", ""] + checks + [""]
     for suite, title in SUITES:
         data = results.get(suite)
         if not data:

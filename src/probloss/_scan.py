@@ -110,7 +110,9 @@ def _compiled():
       into +0.0).  One integer ``max`` per element, where the comparisons take four
       operations, so this is the test for the usual bounds ``[0, 1]`` and ``[0, inf]``.
 
-    Both take rows ``start:stop`` of the 2-D ``x`` and write their sums into ``sums``.
+    Both take rows ``start:stop`` of the 2-D ``x`` and write their sums into ``sums``.  The
+    loop is written out in each on purpose, as in :mod:`probloss._fused_kernels`: numba
+    cannot cache a kernel built by a factory (a closure over the test).
     """
     global _kernels
     if _kernels is None:
