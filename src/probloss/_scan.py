@@ -274,15 +274,18 @@ def split_rows(kernel, shape: tuple[int, int], *args) -> list:
             return start
 
     def work():
-        while (start := take()) is not None:
-            try:
-                results.append(kernel(*args, start, min(start + step, rows)))  # list.append is atomic
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-            finally:
-                with lock:
-                    state["busy"] -= 1
-                    idle.notify_all()
+        # Nothing may escape: on torch's threads ctypes would print and drop it (a Ctrl-C
+        # on the calling thread included), so every error is re-raised by the caller.
+        try:
+            while (start := take()) is not None:
+                try:
+                    results.append(kernel(*args, start, min(start + step, rows)))  # list.append is atomic
+                finally:
+                    with lock:
+                        state["busy"] -= 1
+                        idle.notify_all()
+        except BaseException as exc:
+            errors.append(exc)
 
     if team:
         _team.run(work, workers)
