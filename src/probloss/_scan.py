@@ -24,10 +24,10 @@ on the CPU, not C-contiguous, or not float32/float64.  The first call compiles t
 
 from __future__ import annotations
 
+import _thread
 import importlib.util
 import math
 import os
-import _thread
 import threading
 
 import numpy as np
@@ -51,7 +51,7 @@ MIN_ELEMENTS = 1 << 20
 _BLOCK = 1 << 12  # in_range views a flat array as rows of this many elements
 # split_rows hands out rows in chunks of about 1/8 of a thread's share, within these bounds
 # (in elements): small enough that a thread paused for a few ms leaves little undone, big
-# enough that handing one out (a lock, a call into numba: ~10 us) is noise.
+# enough that handing one out (a lock and a call into numba: a few us) is noise.
 _CHUNK_MIN, _CHUNK_MAX = 1 << 18, 1 << 22
 _kernels = None
 _numba_usable = None
@@ -249,8 +249,8 @@ def split_rows(kernel, shape: tuple[int, int], *args) -> list:
     :mod:`probloss._team`: its workers are then awake, and would otherwise compete with
     ours), else threads started for this call (a new thread may take a few ms to be
     scheduled: the calling thread does not wait for it, it starts on the chunks at once).
-    No pool is kept, so a fork never inherits one.  The results come in the order the
-    chunks finished (callers combine them with ``all`` or ``max``).
+    We keep no pool of our own, so a fork never inherits one.  The results come in the
+    order the chunks finished (callers combine them with ``all`` or ``max``).
     """
     rows, row_elements = shape
     team = _team.size()

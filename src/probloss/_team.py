@@ -13,8 +13,9 @@ kernel compiled with ``nogil=True``, so the kernels themselves run in parallel.
 
 :func:`size` is 0, and the caller starts threads of its own, where this does not apply:
 torch not imported (we never import it), not on Linux, torch built with another thread
-pool, its libgomp not found, or in a process forked after we looked: libgomp's team does
-not survive a fork (torch itself hangs there), threads of our own do.
+pool, its libgomp not found, or in a process forked after probloss was imported: libgomp's
+team does not survive a fork (torch's own parallel operations hang there), threads of our
+own do.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _after_fork_in_child():
     _forked = True
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork, nor a team
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def size() -> int:
