@@ -91,18 +91,37 @@ class Loss:
         msg = f"{type(self).__name__} must implement call(y_true, y_pred) returning per-sample losses."
         raise NotImplementedError(msg)
 
+    def per_sample(self, y_true, y_pred):
+        """Per-sample losses and the mask of valid positions, before any reduction.
+
+        Returns ``(values, mask)``: ``values`` are the losses reduced over the class axis
+        only (in the loss's ``dtype`` when one was given), ``mask`` is a boolean array of
+        their shape marking the positions that count (``ignore_class``), or ``None``.
+        ``__call__`` reduces exactly these, with Keras's rules for weights and masks.
+
+        Examples
+        --------
+        >>> import probloss as pl
+        >>> values, mask = pl.SparseCategoricalCrossentropy(ignore_class=-1).per_sample(
+        ...     [1, -1], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+        >>> values.round(4).tolist(), mask.tolist()
+        ([0.0513, 0.0], [True, False])
+        """
+        xp = namespace(y_true, y_pred, names=("y_true", "y_pred"))
+        y_pred = as_array(y_pred, xp, name="y_pred")
+        if self._dtype is not None:
+            y_pred = xp.astype(y_pred, getattr(xp, self._dtype))
+        return self._values_and_mask(y_true, y_pred, xp)
+
     def _values_and_mask(self, y_true, y_pred, xp):
         """Per-sample losses and an optional boolean mask (``ignore_class``)."""
-        y_pred = as_array(y_pred, xp, name="y_pred")
         if not xp.isdtype(y_pred.dtype, "real floating"):
             y_pred = xp.astype(y_pred, xp.float32)
         return self.call(as_array(y_true, xp, like=y_pred, name="y_true"), y_pred), None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         xp = namespace(y_true, y_pred, sample_weight, names=("y_true", "y_pred", "sample_weight"))
-        if self._dtype is not None:
-            y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), getattr(xp, self._dtype))
-        values, mask = self._values_and_mask(y_true, y_pred, xp)
+        values, mask = self.per_sample(y_true, y_pred)
         out_dtype = values.dtype
         if is_half(out_dtype):  # reduce half-precision losses in float32
             values = xp.astype(values, xp.float32)
