@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 
-from . import _scan
 from ._compat import is_floating, is_numpy, is_torch, is_traced
 from ._errors import (
     ArgumentError,
@@ -267,35 +266,12 @@ def _minmax(xp, x):
     return xp.min(x), xp.max(x)
 
 
-class RangeCheck:
-    """A value check ``lo <= x <= hi`` on ``x``, kept for later.
-
-    A fused kernel (:mod:`probloss._fused`) can test it in the pass that computes the
-    loss, and runs :meth:`run` (which names the offending element) only on failure;
-    any other path calls :meth:`run` before computing.
-    """
-
-    __slots__ = ("hi", "lo", "name", "why", "x")
-
-    def __init__(self, x, name: str, lo=None, hi=None, *, why: str):
-        self.x, self.name, self.lo, self.hi, self.why = x, name, lo, hi, why
-
-    def run(self, xp):
-        check_range(xp, self.x, self.name, self.lo, self.hi, why=self.why)
-
-
-def run_checks(xp, checks):
-    """Run the kept :class:`RangeCheck` s, in order."""
-    for check in checks:
-        check.run(xp)
-
-
 def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     """``lo <= x <= hi`` everywhere, checked in about one pass and with no temporaries.
 
-    Big CPU arrays get one compiled pass (:mod:`probloss._scan`, with numba), others
-    min/max reductions.  NaN makes the comparisons false, so it is caught too; only on
-    failure is the first offending element located for the message.
+    Two bounds take one fused ``aminmax`` (torch) or a blocked min/max (NumPy).  NaN
+    makes the comparisons false, so it is caught too; only on failure is the first
+    offending element located for the message.
     """
     if lo is None and hi is None:
         return
@@ -304,9 +280,6 @@ def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
 
 
 def _in_range(xp, x, lo, hi) -> bool:
-    fused = _scan.in_range(x, lo, hi)  # None where it does not apply
-    if fused is not None:
-        return fused
     if lo is not None and hi is not None:
         low, high = _minmax(xp, x)
         return _holds((low >= lo) & (high <= hi))
@@ -328,13 +301,9 @@ LOGITS_HINT = (
 )
 
 
-def probabilities_check(y_pred, name: str = "y_pred") -> RangeCheck:
-    """Values must lie in [0, 1]; outside that they are almost surely logits."""
-    return RangeCheck(y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
-
-
 def check_probabilities(xp, y_pred, name: str = "y_pred"):
-    probabilities_check(y_pred, name).run(xp)
+    """Values must lie in [0, 1]; outside that they are almost surely logits."""
+    check_range(xp, y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
 
 
 def check_probability_rows(xp, y_pred, sums, axis: int, name: str = "y_pred", tol: float = 1e-3):
@@ -403,24 +372,18 @@ def check_integer_valued(xp, labels, name: str = "y_true"):
         raise LabelFormatError(msg)
 
 
-def binary_targets_check(y_true, name: str = "y_true") -> RangeCheck:
-    return RangeCheck(
-        y_true, name, 0.0, 1.0,
-        why="binary targets are 0/1 labels or probabilities. For class indices use "
-        "`sparse_categorical_crossentropy`; for counts, `poisson`.",
-    )
+BINARY_TARGETS_HINT = (
+    "binary targets are 0/1 labels or probabilities. For class indices use "
+    "`sparse_categorical_crossentropy`; for counts, `poisson`."
+)
 
 
 def check_binary_targets(xp, y_true, name: str = "y_true"):
-    binary_targets_check(y_true, name).run(xp)
-
-
-def nonnegative_check(x, name: str, hint: str) -> RangeCheck:
-    return RangeCheck(x, name, 0.0, None, why=hint)
+    check_range(xp, y_true, name, 0.0, 1.0, why=BINARY_TARGETS_HINT)
 
 
 def check_nonnegative_values(xp, x, name: str, hint: str):
-    nonnegative_check(x, name, hint).run(xp)
+    check_range(xp, x, name, 0.0, None, why=hint)
 
 
 def warn(message: str):

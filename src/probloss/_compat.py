@@ -17,6 +17,7 @@ from ._errors import ProblossTypeError
 
 __all__ = [
     "as_array",
+    "backend_name",
     "device_of",
     "is_floating",
     "is_integer",
@@ -61,6 +62,15 @@ def namespace(*args: Any, names: tuple[str, ...] = ()):
 def device_of(x: Any):
     """The device of ``x`` (``None`` for non-arrays)."""
     return array_api_compat.device(x) if _is_array(x) else None
+
+
+_BACKENDS = {"array_api_compat.numpy": "numpy", "array_api_compat.torch": "torch", "jax.numpy": "jax"}
+
+
+def backend_name(xp) -> str:
+    """``"numpy"``, ``"torch"`` or ``"jax"`` for those namespaces, else the namespace's name."""
+    name = xp.__name__
+    return _BACKENDS.get(name, name)
 
 
 def is_numpy(xp) -> bool:

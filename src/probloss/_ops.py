@@ -2,16 +2,15 @@
 
 Each function is written with ``xp.*`` calls only, so it runs on NumPy, PyTorch, JAX
 and CuPy, and traces under ``jax.jit`` and ``torch.compile`` (no branching on values,
-no boolean indexing, no item assignment).  Where a backend ships a native kernel that
-is faster (``torch.logsumexp``, ``jax.nn.log_softmax``), it is used instead; the test
-suite checks that both paths agree (``native=False`` forces the generic one).
+no boolean indexing, no item assignment).  Native kernels live in
+:mod:`probloss._backends`, chosen by :mod:`probloss._dispatch`.
 """
 
 from __future__ import annotations
 
 import math
 
-from ._compat import is_jax, is_torch
+from ._compat import is_torch
 
 __all__ = [
     "clip",
@@ -33,41 +32,25 @@ def normalize_axis(axis: int, ndim: int) -> int:
     return axis + ndim if axis < 0 else axis
 
 
-def logsumexp(x, xp, axis: int = -1, keepdims: bool = False, native: bool = True):
+def logsumexp(x, xp, axis: int = -1, keepdims: bool = False):
     """``log(sum(exp(x), axis))`` without overflow.
 
     Formula: ``m + log(sum(exp(x - m)))`` with ``m = max(x)``; a row whose max is not
     finite (all ``-inf``) uses ``m = 0`` so that it gives ``-inf``, not NaN.
     """
-    if native and is_torch(xp):
-        import torch
-
-        return torch.logsumexp(x, dim=axis, keepdim=keepdims)
-    if native and is_jax(xp):
-        import jax
-
-        return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
-def log_softmax(x, xp, axis: int = -1, native: bool = True):
+def log_softmax(x, xp, axis: int = -1):
     """``x - logsumexp(x, axis)``: log-probabilities of a softmax, in log space."""
-    if native and is_torch(xp):
-        return x.log_softmax(dim=axis)
-    if native and is_jax(xp):
-        import jax
-
-        return jax.nn.log_softmax(x, axis=axis)
-    return x - logsumexp(x, xp, axis=axis, keepdims=True, native=False)
+    return x - logsumexp(x, xp, axis=axis, keepdims=True)
 
 
 def softmax(x, xp, axis: int = -1):
     """``exp(x - max) / sum(exp(x - max))`` along ``axis``."""
-    if is_torch(xp):
-        return x.softmax(dim=axis)
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)
 

@@ -104,17 +104,17 @@ class Loss:
         >>> import probloss as pl
         >>> values, mask = pl.SparseCategoricalCrossentropy(ignore_class=-1).per_sample(
         ...     [1, -1], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
-        >>> values.round(4).tolist(), mask.tolist()
+        >>> [round(float(v), 4) for v in values], mask.tolist()
         ([0.0513, 0.0], [True, False])
         """
         xp = namespace(y_true, y_pred, names=("y_true", "y_pred"))
-        y_pred = as_array(y_pred, xp, name="y_pred")
         if self._dtype is not None:
-            y_pred = xp.astype(y_pred, getattr(xp, self._dtype))
+            y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), getattr(xp, self._dtype))
         return self._values_and_mask(y_true, y_pred, xp)
 
     def _values_and_mask(self, y_true, y_pred, xp):
         """Per-sample losses and an optional boolean mask (``ignore_class``)."""
+        y_pred = as_array(y_pred, xp, name="y_pred")
         if not xp.isdtype(y_pred.dtype, "real floating"):
             y_pred = xp.astype(y_pred, xp.float32)
         return self.call(as_array(y_true, xp, like=y_pred, name="y_true"), y_pred), None
@@ -197,16 +197,20 @@ class BinaryCrossentropy(LossFunctionWrapper):
         dtype=None,
         epsilon=_ce.EPSILON,
     ):
+        self._options = _ce.options(from_logits, label_smoothing, epsilon)
         super().__init__(
             _ce.binary_crossentropy,
             reduction=reduction,
             name=name,
             dtype=dtype,
-            from_logits=C.check_bool("from_logits", from_logits),
-            label_smoothing=C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0),
+            from_logits=self._options.from_logits,
+            label_smoothing=self._options.label_smoothing,
             axis=_check_axis_arg(axis),
-            epsilon=C.check_epsilon(epsilon),
+            epsilon=self._options.epsilon,
         )
+
+    def _values_and_mask(self, y_true, y_pred, xp):
+        return _ce.binary_values(y_true, y_pred, self._fn_kwargs["axis"], self._options), None
 
 
 class BinaryFocalCrossentropy(LossFunctionWrapper):
@@ -261,16 +265,20 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         dtype=None,
         epsilon=_ce.EPSILON,
     ):
+        self._options = _ce.options(from_logits, label_smoothing, epsilon)
         super().__init__(
             _ce.categorical_crossentropy,
             reduction=reduction,
             name=name,
             dtype=dtype,
-            from_logits=C.check_bool("from_logits", from_logits),
-            label_smoothing=C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0),
+            from_logits=self._options.from_logits,
+            label_smoothing=self._options.label_smoothing,
             axis=_check_axis_arg(axis),
-            epsilon=C.check_epsilon(epsilon),
+            epsilon=self._options.epsilon,
         )
+
+    def _values_and_mask(self, y_true, y_pred, xp):
+        return _ce.categorical_values(y_true, y_pred, self._fn_kwargs["axis"], self._options), None
 
 
 class CategoricalFocalCrossentropy(LossFunctionWrapper):
@@ -334,19 +342,20 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         dtype=None,
         epsilon=_ce.EPSILON,
     ):
+        self._options = _ce.options(from_logits, epsilon=epsilon, ignore_class=ignore_class)
         super().__init__(
             _ce.sparse_categorical_crossentropy,
             reduction=reduction,
             name=name,
             dtype=dtype,
-            from_logits=C.check_bool("from_logits", from_logits),
-            ignore_class=C.check_ignore_class(ignore_class),
+            from_logits=self._options.from_logits,
+            ignore_class=self._options.ignore_class,
             axis=_check_axis_arg(axis),
-            epsilon=C.check_epsilon(epsilon),
+            epsilon=self._options.epsilon,
         )
 
     def _values_and_mask(self, y_true, y_pred, xp):
-        return _ce._sparse_with_mask(y_true, y_pred, **self._fn_kwargs)
+        return _ce.sparse_values(y_true, y_pred, self._fn_kwargs["axis"], self._options)
 
 
 class Poisson(LossFunctionWrapper):

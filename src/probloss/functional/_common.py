@@ -1,11 +1,30 @@
-"""Input preparation shared by every loss function."""
+"""Input preparation and options shared by every loss function."""
 
 from __future__ import annotations
 
-from .._checks import check_not_empty, check_prediction_dtype, check_result_finite, eager
-from .._compat import _is_array, as_array, is_half, namespace
+from typing import NamedTuple
 
-__all__ = ["finish", "prepare"]
+from .._checks import check_axis, check_not_empty, check_prediction_dtype, check_result_finite, check_same_shape, eager
+from .._compat import _is_array, as_array, is_half, namespace
+from .._errors import ProblossTypeError
+
+__all__ = ["EPSILON", "Options", "finish", "prepare", "prepare_pair"]
+
+EPSILON = 1e-7
+"""Keras's ``backend.epsilon()``: the clipping bound for probabilities."""
+
+
+class Options(NamedTuple):
+    """A loss's options, validated once: when a class is built, or a function is called.
+
+    Every implementation in the dispatch table takes ``(xp, y_true, y_pred, axis, options)``
+    with ``axis`` already non-negative; each loss reads the fields it has.
+    """
+
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    epsilon: float = EPSILON
+    ignore_class: int | None = None
 
 
 def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pred")):
@@ -32,11 +51,23 @@ def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pr
     if dense_labels:
         if xp.isdtype(y_true.dtype, "complex floating"):
             msg = f"`{true_name}` must be real; got dtype {y_true.dtype}."
-            from .._errors import ProblossTypeError
-
             raise ProblossTypeError(msg)
-        y_true = xp.astype(y_true, y_pred.dtype, copy=False)  # no N x K copy when already that dtype
+        if y_true.dtype != y_pred.dtype:  # no N x K copy when already that dtype
+            y_true = xp.astype(y_true, y_pred.dtype)
     return xp, y_true, y_pred, out_dtype
+
+
+def prepare_pair(y_true, y_pred, loss):
+    """``(xp, t, p, out_dtype, axis)`` for an elementwise loss over the last axis.
+
+    The ranks are aligned as Keras does, then both must have the same shape.
+    """
+    from .._reduction import align_ranks
+
+    xp, t, p, out_dtype = prepare(y_true, y_pred)
+    t, p = align_ranks(t, p, xp)
+    check_same_shape(t, p, loss)
+    return xp, t, p, out_dtype, check_axis(-1, p.ndim)
 
 
 def finish(xp, values, out_dtype, **inputs):

@@ -4,16 +4,22 @@ All functions return per-sample values (reduced over the class axis only) with K
 numbers.  Probabilities are clipped to ``[epsilon, 1 - epsilon]`` where Keras clips;
 logits are handled in log space (log-sum-exp, log-sigmoid), so any finite logit gives a
 finite loss.
+
+Each public function validates its options into an :class:`Options`, prepares the
+arrays (one namespace, compute dtype, shapes) and calls the implementation that
+:mod:`probloss._dispatch` names for the backend.  The ``*_generic`` functions here are
+the formulas: the implementation for backends without a native one, and the reference
+the native ones are tested against.  Each runs its own value checks.
 """
 
 from __future__ import annotations
 
 from .. import _checks as C
-from .. import _fast, _fused
-from .._errors import LabelFormatError, ShapeError
+from .._dispatch import implementation
+from .._errors import LabelFormatError, ProblossTypeError, ShapeError
 from .._ops import clip, log_softmax, logsumexp, softplus, take_along_axis
 from .._reduction import align_ranks
-from ._common import finish, prepare
+from ._common import EPSILON, Options, finish, prepare
 
 __all__ = [
     "binary_crossentropy",
@@ -25,7 +31,15 @@ __all__ = [
     "weighted_cross_entropy_with_logits",
 ]
 
-EPSILON = 1e-7
+
+def options(from_logits=False, label_smoothing=0.0, epsilon=EPSILON, ignore_class=None) -> Options:
+    """Validated :class:`Options` of the cross-entropy losses."""
+    return Options(
+        C.check_bool("from_logits", from_logits),
+        C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0),
+        C.check_epsilon(epsilon),
+        C.check_ignore_class(ignore_class),
+    )
 
 
 # ----------------------------------------------------------------------------- binary
@@ -40,32 +54,41 @@ def _binary_elementwise(xp, t, p, from_logits: bool, epsilon: float):
     return -(t * xp.log(p) + (1.0 - t) * xp.log(1.0 - p))
 
 
-def _prepare_binary(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss, *, deferred=None):
-    """Validated ``(xp, t, p, out_dtype, axis, epsilon)``, with ``t`` label-smoothed.
-
-    Value checks run here, unless a list ``deferred`` is given: then those on the arrays
-    returned are appended to it, for the loss's own pass to test (see
-    :class:`probloss._checks.RangeCheck`).
-    """
-    C.check_bool("from_logits", from_logits)
-    label_smoothing = C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0)
-    epsilon = C.check_epsilon(epsilon)
+def prepare_binary(y_true, y_pred, axis, loss):
+    """``(xp, t, p, out_dtype, axis)`` for a binary loss: same shapes, axis non-negative."""
     xp, t, p, out_dtype = prepare(y_true, y_pred)
     t, p = align_ranks(t, p, xp)
     C.check_same_shape(
         t, p, loss, hint="Binary losses compare each prediction with its own 0/1 target; for class indices use `sparse_categorical_crossentropy`."
     )
-    axis = C.check_axis(axis, p.ndim)
+    return xp, t, p, out_dtype, C.check_axis(axis, p.ndim)
+
+
+def check_binary(xp, t, p, o: Options):
+    """The value checks of a binary loss: targets in [0, 1], probabilities in [0, 1]."""
     if C.eager(t, p):
-        checks = [C.binary_targets_check(t)] + ([] if from_logits else [C.probabilities_check(p)])
-        # Smoothing can move a bad target into [0, 1], so then the targets are checked now.
-        now = checks if deferred is None else checks[:1] if label_smoothing else []
-        C.run_checks(xp, now)
-        if deferred is not None:
-            deferred.extend(checks[len(now):])
-    if label_smoothing:
-        t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    return xp, t, p, out_dtype, axis, epsilon
+        C.check_binary_targets(xp, t)
+        if not o.from_logits:
+            C.check_probabilities(xp, p)
+
+
+def smooth_binary(t, label_smoothing: float):
+    """Keras's binary label smoothing, ``t (1 - a) + a / 2``."""
+    return t * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else t
+
+
+def binary_generic(xp, t, p, axis, o: Options):
+    """``mean(-t log p - (1 - t) log(1 - p), axis)``, ``t`` smoothed (see :func:`binary_crossentropy`)."""
+    check_binary(xp, t, p, o)
+    t = smooth_binary(t, o.label_smoothing)
+    return xp.mean(_binary_elementwise(xp, t, p, o.from_logits, o.epsilon), axis=axis)
+
+
+def binary_values(y_true, y_pred, axis, o: Options):
+    """Per-sample binary cross-entropy with validated options (the classes' path)."""
+    xp, t, p, out_dtype, axis = prepare_binary(y_true, y_pred, axis, "binary_crossentropy")
+    values = implementation("binary", xp)(xp, t, p, axis, o)
+    return finish(xp, values, out_dtype, y_true=t, y_pred=p)
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, epsilon=EPSILON):
@@ -107,22 +130,13 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     >>> np.round(pl.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]), 4)
     array([0.9163, 0.7136], dtype=float32)
     """
-    checks = []
-    xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
-        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_crossentropy", deferred=checks
-    )
-    kind = "bce_logits" if from_logits else "bce"
-    values = _fast.elementwise(xp, kind, t, p, epsilon, axis, checks=checks)  # native kernel, or None
-    if values is None:
-        C.run_checks(xp, checks)
-        values = xp.mean(_binary_elementwise(xp, t, p, from_logits, epsilon), axis=axis)
-    return finish(xp, values, out_dtype, y_true=t, y_pred=p)
+    return binary_values(y_true, y_pred, axis, options(from_logits, label_smoothing, epsilon))
 
 
 # ------------------------------------------------------------------------ categorical
 
 
-def _check_categorical_shapes(xp, t, p, loss):
+def _check_categorical_shapes(t, p, loss):
     if tuple(t.shape) == tuple(p.shape):
         return
     looks_sparse = t.ndim == p.ndim - 1 or (t.ndim == p.ndim and t.shape[-1] == 1 and p.shape[-1] > 1)
@@ -137,88 +151,36 @@ def _check_categorical_shapes(xp, t, p, loss):
     C.check_same_shape(t, p, loss)
 
 
-def _prepare_categorical(y_true, y_pred, from_logits, label_smoothing, axis, epsilon, loss, *, check_labels=True):
-    C.check_bool("from_logits", from_logits)
-    label_smoothing = C.check_float_in("label_smoothing", label_smoothing, 0.0, 1.0)
-    epsilon = C.check_epsilon(epsilon)
-    xp, t, p, out_dtype = prepare(y_true, y_pred)
-    _check_categorical_shapes(xp, t, p, loss)
-    axis = C.check_axis(axis, p.ndim)
-    num_classes = p.shape[axis]
-    if num_classes == 1:
+def prepare_categorical(y_true, y_pred, axis, loss, names=("y_true", "y_pred")):
+    """``(xp, t, p, out_dtype, axis)`` for a categorical loss (one-hot or soft labels)."""
+    xp, t, p, out_dtype = prepare(y_true, y_pred, names=names)
+    _check_categorical_shapes(t, p, loss)
+    axis = C.check_axis(axis, p.ndim, what=names[1])
+    if p.shape[axis] == 1:
         C.warn(
             f"{loss}: `y_pred` has a single class along axis {axis}, so the loss is always ~0. "
             "For a binary problem with one output unit use `binary_crossentropy`."
         )
-    if check_labels and C.eager(t, p):
-        _check_soft_labels(xp, t)
-    if label_smoothing:
-        t = t * (1.0 - label_smoothing) + label_smoothing / num_classes
-    return xp, t, p, out_dtype, axis, epsilon
+    return xp, t, p, out_dtype, axis
 
 
-def _soft_labels_check(t, name="y_true"):
-    return C.nonnegative_check(t, name, "labels are probabilities and cannot be negative.")
+def check_soft_labels(xp, t, name="y_true"):
+    """Soft or one-hot labels are probabilities: never negative."""
+    C.check_nonnegative_values(xp, t, name, "labels are probabilities and cannot be negative.")
 
 
-def _check_soft_labels(xp, t, name="y_true"):
-    _soft_labels_check(t, name).run(xp)
+def smooth_categorical(t, label_smoothing: float, num_classes: int):
+    """Keras's label smoothing, ``t (1 - a) + a / K`` with ``K`` classes."""
+    return t * (1.0 - label_smoothing) + label_smoothing / num_classes if label_smoothing else t
 
 
-def _soft_ce_checking_labels(xp, t, x, axis, name="y_true"):
-    """Soft-target CE from logits (native kernel, or ``None``) with the check ``t >= 0``.
+def row_sums(xp, p, axis, *, check: bool = True):
+    """Sums of probabilities along the class axis (kept), and in eager mode their checks.
 
-    The kernels test ``t`` in the pass that reads it anyway (see
-    :func:`probloss._fast.soft_from_logits`); only on failure is ``t`` scanned again, to
-    name the element.
+    The checks reuse the sums (:func:`probloss._checks.check_probability_rows`):
+    entries in [0, 1] (else raise), rows summing to 1 (else warn; Keras renormalises).
+    ``check=False`` when ``p`` came from a softmax of logits.
     """
-    check = _soft_labels_check(t, name) if C.eager(t, x) else None
-    loss = _fast.soft_from_logits(xp, t, x, axis, t_check=check)
-    if loss is None and check is not None:
-        check.run(xp)
-    return loss
-
-
-def _fused_probs_checking(xp, t, p, axis, epsilon, *, check_labels: bool):
-    """Categorical CE from probabilities with all its value checks in one compiled pass.
-
-    Returns ``None`` where :func:`probloss._fast.fused_categorical_from_probs` does not
-    apply (the caller then runs the checks and the loss separately).  The checks are
-    those of the separate path, in its order: labels ``>= 0`` (if ``check_labels``),
-    probabilities in [0, 1], a warning for rows that do not sum to 1.
-    """
-    eager = C.eager(t, p)
-    fused = _fast.fused_categorical_from_probs(xp, t, p, axis, epsilon, check=eager)
-    if fused is None:
-        return None
-    loss, sums, t_bits, p_bits = fused
-    if eager:
-        if check_labels and not _fused.within(t_bits, 0.0, None):
-            _check_soft_labels(xp, t)  # raises, naming the element (a -0.0 passes)
-        if not _fused.within(p_bits, 0.0, 1.0):
-            C.check_probabilities(xp, p)
-        if p.shape[axis] > 1:
-            C.warn_unnormalized(xp, sums, axis)
-    return loss
-
-
-def _row_sums(xp, p, axis, *, check: bool = True):
-    """Sums along the class axis (kept); in eager mode also the probability checks.
-
-    The checks reuse the sums (see :func:`probloss._checks.check_probability_rows`); for
-    a big CPU array with numba installed, sums and range check are one compiled pass
-    (:func:`probloss._fast.row_sums_in_range`).  ``check=False`` when ``p`` came from a
-    softmax of logits.
-    """
-    if check and C.eager(p):
-        fused = _fast.row_sums_in_range(xp, p, axis, 0.0, 1.0)  # sums and range in one pass, or None
-        if fused is not None:
-            sums, in_range = fused
-            if not in_range:
-                C.check_probabilities(xp, p)  # raises, naming the first bad element
-            if p.shape[axis] > 1:
-                C.warn_unnormalized(xp, sums, axis)
-            return sums
     sums = xp.sum(p, axis=axis, keepdims=True)
     if check and C.eager(sums):
         if p.shape[axis] > 1:
@@ -228,9 +190,25 @@ def _row_sums(xp, p, axis, *, check: bool = True):
     return sums
 
 
-def _normalized_clipped(xp, p, axis, epsilon, *, check: bool = True):
+def normalized_clipped(xp, p, axis, epsilon, *, check: bool = True):
     """Keras's probability path: renormalise along ``axis``, then clip."""
-    return clip(p / _row_sums(xp, p, axis, check=check), xp, epsilon, 1.0 - epsilon)
+    return clip(p / row_sums(xp, p, axis, check=check), xp, epsilon, 1.0 - epsilon)
+
+
+def categorical_generic(xp, t, p, axis, o: Options, name="y_true"):
+    """``-sum(t log q, axis)``, ``q`` the softmax of logits or Keras's clipped probabilities."""
+    if C.eager(t):
+        check_soft_labels(xp, t, name)
+    t = smooth_categorical(t, o.label_smoothing, p.shape[axis])
+    log_q = log_softmax(p, xp, axis=axis) if o.from_logits else xp.log(normalized_clipped(xp, p, axis, o.epsilon))
+    return -xp.sum(t * log_q, axis=axis)
+
+
+def categorical_values(y_true, y_pred, axis, o: Options):
+    """Per-sample categorical cross-entropy with validated options (the classes' path)."""
+    xp, t, p, out_dtype, axis = prepare_categorical(y_true, y_pred, axis, "categorical_crossentropy")
+    values = implementation("categorical", xp)(xp, t, p, axis, o)
+    return finish(xp, values, out_dtype, y_true=t, y_pred=p)
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, epsilon=EPSILON):
@@ -271,50 +249,31 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     >>> np.round(pl.categorical_crossentropy(y_true, y_pred), 4)
     array([0.0513, 2.3026], dtype=float32)
     """
-    # Without smoothing, the labels reach the kernel unchanged, so it can check them as
-    # it reads them; smoothing would hide a negative label, so check first.
-    fold = not label_smoothing
-    xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
-        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_crossentropy", check_labels=not fold
-    )
-    if from_logits:
-        # native kernel, or None
-        fast = _soft_ce_checking_labels(xp, t, p, axis) if fold else _fast.soft_from_logits(xp, t, p, axis)
-    else:
-        fast = _fused_probs_checking(xp, t, p, axis, epsilon, check_labels=fold)  # one compiled pass, or None
-        if fast is None:
-            if fold and C.eager(t, p):
-                _check_soft_labels(xp, t)
-            sums = _row_sums(xp, p, axis)  # Keras renormalises rows; in eager mode, the probability checks
-            fast = _fast.categorical_from_probs(xp, t, p, axis, epsilon)  # native kernel, or None
-    if fast is not None:
-        return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
-    log_q = log_softmax(p, xp, axis=axis) if from_logits else xp.log(clip(p / sums, xp, epsilon, 1.0 - epsilon))
-    return finish(xp, -xp.sum(t * log_q, axis=axis), out_dtype, y_true=t, y_pred=p)
+    return categorical_values(y_true, y_pred, axis, options(from_logits, label_smoothing, epsilon))
 
 
 # ---------------------------------------------------------------------------- sparse
 
 
-def _prepare_sparse(y_true, y_pred, axis, ignore_class, loss, *, axis_last_only=False):
-    xp, labels, p, out_dtype = prepare(y_true, y_pred, dense_labels=False)
-    axis = C.check_axis(axis, p.ndim)
-    num_classes = p.shape[axis]
-    if labels.ndim == p.ndim and labels.shape[axis] == 1 and num_classes != 1:
+def prepare_sparse(y_true, y_pred, axis, loss, names=("y_true", "y_pred")):
+    """``(xp, labels, p, out_dtype, axis)``: integer labels of ``p``'s shape without ``axis``."""
+    xp, labels, p, out_dtype = prepare(y_true, y_pred, dense_labels=False, names=names)
+    axis = C.check_axis(axis, p.ndim, what=names[1])
+    if labels.ndim == p.ndim and labels.shape[axis] == 1 and p.shape[axis] != 1:
         labels = xp.squeeze(labels, axis=axis)
     expected = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
     if tuple(labels.shape) != expected:
         if tuple(labels.shape) == tuple(p.shape):
             msg = (
-                f"{loss}: `y_true` has the shape of `y_pred`, {tuple(p.shape)}, so it looks one-hot "
+                f"{loss}: `{names[0]}` has the shape of `{names[1]}`, {tuple(p.shape)}, so it looks one-hot "
                 f"(or multi-hot), but this loss takes integer class indices of shape {expected}. "
                 "Use `categorical_crossentropy` for one-hot labels, or convert them with "
                 "`argmax(y_true, axis=-1)`."
             )
             raise LabelFormatError(msg)
         msg = (
-            f"{loss}: `y_true` of shape {tuple(labels.shape)} does not fit `y_pred` of shape "
-            f"{tuple(p.shape)}: class indices must have shape {expected} (`y_pred` without its "
+            f"{loss}: `{names[0]}` of shape {tuple(labels.shape)} does not fit `{names[1]}` of shape "
+            f"{tuple(p.shape)}: class indices must have shape {expected} (`{names[1]}` without its "
             f"class axis {axis}), or that shape with a trailing 1."
         )
         raise ShapeError(msg)
@@ -322,46 +281,38 @@ def _prepare_sparse(y_true, y_pred, axis, ignore_class, loss, *, axis_last_only=
         labels = xp.astype(labels, xp.int32)
     elif not xp.isdtype(labels.dtype, "integral"):
         if not xp.isdtype(labels.dtype, "real floating"):
-            msg = f"{loss}: `y_true` must hold integer class indices; got dtype {labels.dtype}."
-            from .._errors import ProblossTypeError
-
+            msg = f"{loss}: `{names[0]}` must hold integer class indices; got dtype {labels.dtype}."
             raise ProblossTypeError(msg)
         if C.eager(labels):
-            C.check_finite(xp, labels, "y_true")
-            C.check_integer_valued(xp, labels)
+            C.check_finite(xp, labels, names[0])
+            C.check_integer_valued(xp, labels, names[0])
         # Keras truncates float labels toward zero; they are whole numbers once checked.
-        labels = xp.astype(labels, xp.int64 if _is_torch_array(labels) else xp.int32)
-    valid = None
-    if ignore_class is not None:
-        valid = labels != ignore_class
-        labels = xp.where(valid, labels, xp.zeros_like(labels))
+        labels = xp.astype(labels, xp.int64 if xp.__name__.endswith("torch") else xp.int32)
+    return xp, labels, p, out_dtype, axis
+
+
+def sparse_generic(xp, labels, p, axis, o: Options):
+    """``-log q[y]``: ``logsumexp(x) - x[y]`` from logits, else Keras's clipped ``p[y] / sum(p)``.
+
+    ``labels`` must lie in ``[0, K)`` (ignored positions already replaced by a valid
+    class); in eager mode that is checked here.
+    """
     if C.eager(labels, p):
-        C.check_sparse_labels(xp, labels, num_classes, None)
-    return xp, labels, p, out_dtype, axis, valid
+        C.check_sparse_labels(xp, labels, p.shape[axis], None)
+    if o.from_logits:
+        return logsumexp(p, xp, axis=axis) - take_along_axis(p, labels, xp, axis=axis)
+    q = take_along_axis(p, labels, xp, axis=axis) / xp.squeeze(row_sums(xp, p, axis), axis=axis)
+    return -xp.log(clip(q, xp, o.epsilon, 1.0 - o.epsilon))
 
 
-def _is_torch_array(x):
-    from .._compat import array_api_compat
-
-    return array_api_compat.is_torch_array(x)
-
-
-def _sparse_with_mask(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, *, epsilon=EPSILON):
-    """Sparse categorical cross-entropy and the valid mask (``None`` without ignore_class)."""
-    C.check_bool("from_logits", from_logits)
-    ignore_class = C.check_ignore_class(ignore_class)
-    epsilon = C.check_epsilon(epsilon)
-    xp, labels, p, out_dtype, axis, valid = _prepare_sparse(
-        y_true, y_pred, axis, ignore_class, "sparse_categorical_crossentropy"
-    )
-    if from_logits:
-        # -log_softmax(x)[y] = logsumexp(x) - x[y]: one reduction, no N x K temporary kept.
-        loss = _fast.sparse_from_logits(xp, p, labels, axis)  # native kernel, or None
-        if loss is None:
-            loss = logsumexp(p, xp, axis=axis) - take_along_axis(p, labels, xp, axis=axis)
-    else:
-        q = take_along_axis(p, labels, xp, axis=axis) / xp.squeeze(_row_sums(xp, p, axis), axis=axis)
-        loss = -xp.log(clip(q, xp, epsilon, 1.0 - epsilon))
+def sparse_values(y_true, y_pred, axis, o: Options):
+    """``(per-sample losses, valid mask or None)`` with validated options (the classes' path)."""
+    xp, labels, p, out_dtype, axis = prepare_sparse(y_true, y_pred, axis, "sparse_categorical_crossentropy")
+    valid = None
+    if o.ignore_class is not None:
+        valid = labels != o.ignore_class
+        labels = xp.where(valid, labels, xp.zeros_like(labels))
+    loss = implementation("sparse", xp)(xp, labels, p, axis, o)
     if valid is not None:
         loss = xp.where(valid, loss, xp.zeros_like(loss))
     return finish(xp, loss, out_dtype, y_pred=p), valid
@@ -410,10 +361,12 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     >>> np.round(pl.sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]), 4)
     array([0.0513, 2.3026], dtype=float32)
     """
-    return _sparse_with_mask(y_true, y_pred, from_logits, ignore_class, axis, epsilon=epsilon)[0]
+    return sparse_values(y_true, y_pred, axis, options(from_logits, epsilon=epsilon, ignore_class=ignore_class))[0]
 
 
 # ----------------------------------------------------------------------- tf.nn forms
+
+_LOGITS = Options(from_logits=True)
 
 
 def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
@@ -433,13 +386,10 @@ def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
     ...     labels=[[1.0, 0, 0], [0, 0.8, 0.2]], logits=[[4.0, 2, 1], [0, 5, 1]]), 6)
     array([0.169846, 0.824745], dtype=float32)
     """
-    xp, t, x, out_dtype = prepare(labels, logits, names=("labels", "logits"))
-    _check_categorical_shapes(xp, t, x, "softmax_cross_entropy_with_logits")
-    axis = C.check_axis(axis, x.ndim, what="logits")
-    fast = _soft_ce_checking_labels(xp, t, x, axis, name="labels")  # native kernel (checking labels), or None
-    if fast is not None:
-        return finish(xp, fast, out_dtype, labels=t, logits=x)
-    return finish(xp, -xp.sum(t * log_softmax(x, xp, axis=axis), axis=axis), out_dtype, labels=t, logits=x)
+    names = ("labels", "logits")
+    xp, t, x, out_dtype, axis = prepare_categorical(labels, logits, axis, "softmax_cross_entropy_with_logits", names)
+    values = implementation("categorical", xp)(xp, t, x, axis, _LOGITS)
+    return finish(xp, values, out_dtype, labels=t, logits=x)
 
 
 def sparse_softmax_cross_entropy_with_logits(*, labels, logits):
@@ -456,8 +406,9 @@ def sparse_softmax_cross_entropy_with_logits(*, labels, logits):
     >>> np.round(pl.sparse_softmax_cross_entropy_with_logits(labels=[0, 3, 1], logits=logits), 4)
     array([0.2975, 1.1448, 0.    ], dtype=float32)
     """
-    xp, y, x, out_dtype, axis, _ = _prepare_sparse(labels, logits, -1, None, "sparse_softmax_cross_entropy_with_logits")
-    return finish(xp, logsumexp(x, xp, axis=-1) - take_along_axis(x, y, xp, axis=-1), out_dtype, logits=x)
+    loss = "sparse_softmax_cross_entropy_with_logits"
+    xp, y, x, out_dtype, axis = prepare_sparse(labels, logits, -1, loss, ("labels", "logits"))
+    return finish(xp, implementation("sparse", xp)(xp, y, x, axis, _LOGITS), out_dtype, logits=x)
 
 
 def sigmoid_cross_entropy_with_logits(*, labels, logits):

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from .. import _checks as C
-from .. import _fast
+from .._dispatch import implementation
 from .._ops import clip
-from .._reduction import align_ranks
-from ._common import finish, prepare
+from ._common import EPSILON, Options, finish, prepare_pair
 
 __all__ = ["kl_divergence"]
-
-EPSILON = 1e-7
 
 
 def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
@@ -40,19 +37,19 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
     ...                           [[0.4, 0.9, 0.12], [0.36, 0.3, 0.4]]), 4)
     array([0.0173, 1.1748], dtype=float32)
     """
-    epsilon = C.check_epsilon(epsilon)
-    xp, t, p, out_dtype = prepare(y_true, y_pred)
-    t, p = align_ranks(t, p, xp)
-    C.check_same_shape(t, p, "kl_divergence")
-    C.check_axis(-1, p.ndim)
-    checks = []
+    xp, t, p, out_dtype, axis = prepare_pair(y_true, y_pred, "kl_divergence")
+    o = Options(epsilon=C.check_epsilon(epsilon))
+    return finish(xp, implementation("kl_divergence", xp)(xp, t, p, axis, o), out_dtype)
+
+
+KL_HINT = "both inputs of kl_divergence are probabilities (Keras would clip silently). For logits apply softmax first."
+
+
+def kl_generic(xp, t, p, axis, o: Options):
+    """``sum(u log(u / q), axis)`` with ``u``, ``q`` the inputs clipped to ``[epsilon, 1]``."""
     if C.eager(t, p):
-        why = "both inputs of kl_divergence are probabilities (Keras would clip silently). For logits apply softmax first."
-        checks = [C.RangeCheck(t, "y_true", 0.0, 1.0, why=why), C.RangeCheck(p, "y_pred", 0.0, 1.0, why=why)]
-    fast = _fast.elementwise(xp, "kl", t, p, epsilon, -1, mean=False, checks=checks)  # native kernel, or None
-    if fast is not None:
-        return finish(xp, fast, out_dtype)
-    C.run_checks(xp, checks)
-    t = clip(t, xp, epsilon, 1.0)
-    p = clip(p, xp, epsilon, 1.0)
-    return finish(xp, xp.sum(t * xp.log(t / p), axis=-1), out_dtype)
+        C.check_range(xp, t, "y_true", 0.0, 1.0, why=KL_HINT)
+        C.check_range(xp, p, "y_pred", 0.0, 1.0, why=KL_HINT)
+    t = clip(t, xp, o.epsilon, 1.0)
+    p = clip(p, xp, o.epsilon, 1.0)
+    return xp.sum(t * xp.log(t / p), axis=axis)

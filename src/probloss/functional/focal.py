@@ -15,8 +15,8 @@ from .. import _checks as C
 from .._compat import as_array
 from .._errors import ArgumentError
 from .._ops import sigmoid, softmax
-from .crossentropy import EPSILON, _binary_elementwise, _normalized_clipped, _prepare_binary, _prepare_categorical
-from ._common import finish
+from . import crossentropy as ce
+from ._common import EPSILON, finish
 
 __all__ = ["binary_focal_crossentropy", "categorical_focal_crossentropy"]
 
@@ -71,12 +71,13 @@ def binary_focal_crossentropy(
     C.check_bool("apply_class_balancing", apply_class_balancing)
     alpha = C.check_float_in("alpha", alpha, 0.0, 1.0)
     gamma = C.check_nonnegative("gamma", gamma)
-    xp, t, p, out_dtype, axis, epsilon = _prepare_binary(
-        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "binary_focal_crossentropy"
-    )
+    o = ce.options(from_logits, label_smoothing, epsilon)
+    xp, t, p, out_dtype, axis = ce.prepare_binary(y_true, y_pred, axis, "binary_focal_crossentropy")
+    ce.check_binary(xp, t, p, o)
+    t = ce.smooth_binary(t, o.label_smoothing)
     if from_logits:
         p = sigmoid(p, xp)
-    bce = _binary_elementwise(xp, t, p, False, epsilon)
+    bce = ce._binary_elementwise(xp, t, p, False, o.epsilon)
     p_t = t * p + (1.0 - t) * (1.0 - p)
     focal = (1.0 - p_t) ** gamma * bce
     if apply_class_balancing:
@@ -148,13 +149,15 @@ def categorical_focal_crossentropy(
     array([0.    , 0.4663], dtype=float32)
     """
     gamma = C.check_nonnegative("gamma", gamma)
-    xp, t, p, out_dtype, axis, epsilon = _prepare_categorical(
-        y_true, y_pred, from_logits, label_smoothing, axis, epsilon, "categorical_focal_crossentropy"
-    )
+    o = ce.options(from_logits, label_smoothing, epsilon)
+    xp, t, p, out_dtype, axis = ce.prepare_categorical(y_true, y_pred, axis, "categorical_focal_crossentropy")
+    if C.eager(t):
+        ce.check_soft_labels(xp, t)
+    t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
     a = _alpha_array(alpha, xp, p, axis)
     if from_logits:
         p = softmax(p, xp, axis=axis)
-    q = _normalized_clipped(xp, p, axis, epsilon, check=not from_logits)
+    q = ce.normalized_clipped(xp, p, axis, o.epsilon, check=not from_logits)
     focal = a * (1.0 - q) ** gamma * (-t * xp.log(q))
     return finish(xp, xp.sum(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import math
 
 from .. import _checks as C
-from .. import _fast
-from .._reduction import align_ranks
-from ._common import finish, prepare
+from .._dispatch import implementation
+from ._common import EPSILON, Options, finish, prepare, prepare_pair
 
 __all__ = ["log_poisson_loss", "poisson"]
-
-EPSILON = 1e-7
 
 
 def poisson(y_true, y_pred, *, epsilon=EPSILON):
@@ -41,25 +38,29 @@ def poisson(y_true, y_pred, *, epsilon=EPSILON):
     >>> np.round(pl.poisson([[4, 8, 12], [8, 1, 3]], [[1, 9, 2], [5, 2, 6]]), 4)
     array([-4.6319, -1.9813], dtype=float32)
     """
-    epsilon = C.check_epsilon(epsilon)
-    xp, t, p, out_dtype = prepare(y_true, y_pred)
-    t, p = align_ranks(t, p, xp)
-    C.check_same_shape(t, p, "poisson")
-    C.check_axis(-1, p.ndim)
-    checks = []
+    xp, t, p, out_dtype, axis = prepare_pair(y_true, y_pred, "poisson")
+    o = Options(epsilon=C.check_epsilon(epsilon))
+    return finish(xp, implementation("poisson", xp)(xp, t, p, axis, o), out_dtype, y_true=t, y_pred=p)
+
+
+COUNTS_HINT = "Poisson targets are counts and cannot be negative."
+RATES_HINT = (
+    "Poisson rates cannot be negative. If the model outputs log-rates, apply exp "
+    "(or use `log_poisson_loss(targets=..., log_input=...)`)."
+)
+
+
+def check_poisson(xp, t, p):
+    """The value checks of :func:`poisson`: counts and rates are never negative."""
     if C.eager(t, p):
-        checks = [
-            C.nonnegative_check(t, "y_true", "Poisson targets are counts and cannot be negative."),
-            C.nonnegative_check(
-                p, "y_pred", "Poisson rates cannot be negative. If the model outputs log-rates, apply exp "
-                "(or use `log_poisson_loss(targets=..., log_input=...)`)."
-            ),
-        ]
-    fast = _fast.elementwise(xp, "poisson", t, p, epsilon, -1, checks=checks)  # native kernel, or None
-    if fast is not None:
-        return finish(xp, fast, out_dtype, y_true=t, y_pred=p)
-    C.run_checks(xp, checks)
-    return finish(xp, xp.mean(p - t * xp.log(p + epsilon), axis=-1), out_dtype, y_true=t, y_pred=p)
+        C.check_nonnegative_values(xp, t, "y_true", COUNTS_HINT)
+        C.check_nonnegative_values(xp, p, "y_pred", RATES_HINT)
+
+
+def poisson_generic(xp, t, p, axis, o: Options):
+    """``mean(p - t log(p + epsilon), axis)``."""
+    check_poisson(xp, t, p)
+    return xp.mean(p - t * xp.log(p + o.epsilon), axis=axis)
 
 
 def log_poisson_loss(*, targets, log_input, compute_full_loss=False):
@@ -84,7 +85,7 @@ def log_poisson_loss(*, targets, log_input, compute_full_loss=False):
     xp, z, c, out_dtype = prepare(targets, log_input, names=("targets", "log_input"))
     C.check_same_shape(z, c, "log_poisson_loss")
     if C.eager(z, c):
-        C.check_nonnegative_values(xp, z, "targets", "Poisson targets are counts and cannot be negative.")
+        C.check_nonnegative_values(xp, z, "targets", COUNTS_HINT)
     loss = xp.exp(c) - z * c
     if compute_full_loss:
         big = z > 1

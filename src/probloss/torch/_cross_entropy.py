@@ -14,7 +14,7 @@ import torch
 
 from .._checks import value_checks_enabled
 from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
-from ._kernels import soft_target_ce, sparse_ce
+from .._backends.torch import soft_target_ce, sparse_ce
 
 __all__ = ["cross_entropy"]
 

@@ -1,10 +1,17 @@
-"""Chunked softmax cross-entropy for torch: custom autograd Functions.
+"""Torch implementations: the backend's own fused loss for small inputs, chunked autograd
+Functions for big ones.
 
-The per-row loss of a softmax cross-entropy needs only row statistics of the logits, and
-its gradient is ``softmax - target``.  ``torch.nn.functional.cross_entropy`` instead
-keeps the whole ``N x K`` log-softmax for backward and builds the gradient through two
-more ``N x K`` buffers (four in flight at its peak, counting the logits).  The
-Functions here keep nothing of size ``N x K`` except the caller's own tensors:
+**Small inputs** (fewer than :data:`SMALL_ELEMENTS` elements): a training step's loss
+call should cost what ``F.cross_entropy`` costs.  The softmax cross-entropies call
+``F.cross_entropy(reduction="none")``, whose semantics match Keras's from logits, and
+let it test the class indices (on the CPU it raises for one out of range; only then is
+our check run, to name the element).  The other losses run their generic formula.
+
+**Big inputs**: the per-row loss of a softmax cross-entropy needs only row statistics of
+the logits, and its gradient is ``softmax - target``.  ``F.cross_entropy`` instead keeps
+the whole ``N x K`` log-softmax for backward and builds the gradient through two more
+``N x K`` buffers.  The Functions here keep nothing of size ``N x K`` except the caller's
+own tensors:
 
 * forward: the log-softmax of one chunk of rows at a time, in a small reused scratch
   buffer, reduced at once to the per-row loss; the Function saves the logits and
@@ -14,38 +21,46 @@ Functions here keep nothing of size ``N x K`` except the caller's own tensors:
   the chunk is in cache), scaled per row, minus the target term.  With
   ``inplace=True`` that buffer is the logits tensor itself, which is overwritten.
 
-Recomputing the row statistics in backward measured faster on CPU than reusing a saved
-log-sum-exp (one fused kernel instead of ``sub``, ``exp`` and ``mul`` passes), and it
-uses the very log-softmax kernel of ``F.cross_entropy``.  Below 32 classes (2-D, CPU)
-torch's fused kernels are slow, and ``x - logsumexp(x)`` is used instead.
+Keras's binary cross-entropy, KL divergence, Poisson and categorical cross-entropy
+from probabilities get the same treatment (:class:`RowReduce`).
+
+**Second order.**  Under ``create_graph=True`` (a Hessian-vector product, say) the
+backward of each Function recomputes its forward with differentiable torch operations
+and differentiates that, so higher derivatives are exact; the chunked backward serves
+the usual first-order case.
 
 Layout: ``x`` is ``(A, K)`` (class axis last) or ``(A, K, B)`` (class axis in the middle,
 as torch's ``(N, C, d1, ...)``); chunks run over ``A``.  Half-precision logits are
 converted to float32 one chunk at a time, the loss is float32, and the gradient is
-returned in the logits' dtype with the target's ``-1`` applied in float32 before
-rounding.
-
-Nothing here branches on tensor values, but the chunk loops are Python loops; callers
-wrap these Functions with :func:`torch.compiler.disable` (under ``torch.compile`` that
-is a graph break, then the eager kernels run).
+returned in the logits' dtype.  Everything runs on the caller's thread, with torch's own
+intra-op parallelism.  The chunk loops are Python loops: under ``torch.compile`` the
+Functions run eagerly (:func:`torch.compiler.disable`).
 """
 
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 __all__ = [
-    "GivenRowSums",
+    "SMALL_ELEMENTS",
     "RowReduce",
     "SoftTargetCE",
     "SparseCE",
+    "binary",
+    "categorical",
     "chunk_rows",
-    "given_row_sums",
+    "kl_divergence",
+    "poisson",
     "row_reduce",
     "soft_target_ce",
+    "sparse",
     "sparse_ce",
 ]
+
+SMALL_ELEMENTS = 1 << 16
+"""Below this many elements the torch implementations call torch's fused losses
+(measured by ``benchmarks/bench_overhead.py``: the chunked Functions win from about
+64k elements up, and cost two to five times more per call below)."""
 
 # Elements per chunk: on CPU small enough that a chunk (and its float32 scratch) stays in
 # cache between the passes over it; on a GPU large enough to fill the device.
@@ -178,9 +193,18 @@ class SparseCE(torch.autograd.Function):
         return (nll, smoothing) if smooth else nll
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g1, *rest):
         x, y, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable forward
+            def forward(x):
+                logp = torch.log_softmax(x.to(_stat_dtype(x)), 1)
+                nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1)
+                if not ctx.smooth:
+                    return (nll,)
+                w = 1.0 if weight is None else _wview(weight, x.ndim)
+                return nll, -(logp * w).sum(1)
+
+            return (_second_order(forward, x, (g1, *rest)), None, None, None, None, None)
         g2 = rest[0] if ctx.smooth else None
         dt = _stat_dtype(x)
         g1 = g1.to(dt)
@@ -271,28 +295,30 @@ class SoftTargetCE(torch.autograd.Function):
         dx = g (softmax(x) c - (1 - eps) w t - (eps / K) w)
         dt = -g (1 - eps) w log_softmax(x)                     (only if t needs grad)
 
-    ``given``, ``(loss, c)`` or ``None``, is a forward already computed by
-    :mod:`probloss._fused` (without weights or smoothing, where ``c = sum(t)``).
     """
 
     @staticmethod
-    def forward(ctx, x, t, weight, eps, inplace, chunk, t_min, given):
+    def forward(ctx, x, t, weight, eps, inplace, chunk, t_min):
         rows = chunk_rows(x, chunk)
-        if given is not None:  # (loss, coef) computed by the caller (the fused CPU kernel; no weight, eps 0)
-            loss, coef = given
-        else:
-            if weight is not None:
-                weight = weight.to(device=x.device, dtype=_stat_dtype(x))
-            loss, coef = _soft_ce_chunks(x, t, weight, eps, rows, t_min)
+        if weight is not None:
+            weight = weight.to(device=x.device, dtype=_stat_dtype(x))
+        loss, coef = _soft_ce_chunks(x, t, weight, eps, rows, t_min)
         ctx.save_for_backward(x, t, coef, weight)
         ctx.rows, ctx.inplace, ctx.eps = rows, inplace, eps
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
         x, t, coef, weight = ctx.saved_tensors
         rows, eps = ctx.rows, ctx.eps
+        if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable forward
+            def forward(x, t):
+                q = t * (1.0 - eps) + eps / x.shape[1]
+                w = 1.0 if weight is None else _wview(weight, x.ndim)
+                return (-(torch.log_softmax(x.to(_stat_dtype(x)), 1) * q * w).sum(1),)
+
+            grads = _second_order(forward, (x, t), (g,), ctx.needs_input_grad[:2])
+            return (*grads, None, None, None, None, None)
         k = x.shape[1]
         dt = _stat_dtype(x)
         g = g.to(dt)
@@ -324,7 +350,7 @@ class SoftTargetCE(torch.autograd.Function):
                     buf.sub_(g_eps[s:e] if w is None else g_eps[s:e] * w)
 
             dx = _grad_by_chunks(x, rows, ctx.inplace, finish)
-        return dx, dt_grad, None, None, None, None, None, None
+        return dx, dt_grad, None, None, None, None, None
 
 
 # ------------------------------------------------------------------ elementwise losses
@@ -412,68 +438,45 @@ class RowReduce(torch.autograd.Function):
     rows, so they may renormalise along dim 1); ``eps`` is its clipping constant.  Saves
     ``p`` and ``t`` only (references); the gradient w.r.t. ``p`` is built chunk by chunk
     in one buffer.  ``t`` gets no gradient (callers use the generic path when it needs
-    one).  ``values`` (a NumPy array, or ``None``) is the forward already computed by
-    :mod:`probloss._fused` on the CPU; the Function then only adds the backward.
+    one).
     """
 
     @staticmethod
-    def forward(ctx, p, t, kind, eps, mean, chunk, values):
+    def forward(ctx, p, t, kind, eps, mean, chunk):
         rows = chunk_rows(p, chunk)
-        if values is not None:  # computed by the caller (the fused CPU kernel): only backward is needed
-            out = torch.from_numpy(values).reshape((p.shape[0],) + tuple(p.shape[2:]))
-        else:
-            value = ELEMENTWISE[kind][0]
-            out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
-            for s in range(0, p.shape[0], rows):
-                e = s + rows
-                torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
-            if mean:
-                out.div_(p.shape[1])
+        value = ELEMENTWISE[kind][0]
+        out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
+        for s in range(0, p.shape[0], rows):
+            e = s + rows
+            torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
+        if mean:
+            out.div_(p.shape[1])
         ctx.save_for_backward(p, t)
         ctx.kind, ctx.eps, ctx.mean, ctx.rows = kind, eps, mean, rows
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
         p, t = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable forward
+            def forward(p):
+                out = FORMULAS[ctx.kind](p, t, ctx.eps).sum(1)
+                return (out / p.shape[1] if ctx.mean else out,)
+
+            return (_second_order(forward, p, (g,)), None, None, None, None, None)
         grad = ELEMENTWISE[ctx.kind][1]
         scale = (g / p.shape[1] if ctx.mean else g).to(p.dtype).unsqueeze(1)  # broadcasts along dim 1
         out = torch.empty_like(p, memory_format=torch.contiguous_format)
         for s in range(0, p.shape[0], ctx.rows):
             e = s + ctx.rows
             grad(p[s:e], t[s:e], ctx.eps, out[s:e]).mul_(scale[s:e])
-        return out, None, None, None, None, None, None
-
-
-class GivenRowSums(torch.autograd.Function):
-    """``x.sum(-1)`` whose value ``sums`` was computed elsewhere (one fused scan that also
-    checked ``x``'s values); backward broadcasts the upstream gradient along the last axis.
-    """
-
-    @staticmethod
-    def forward(ctx, x, sums):
-        ctx.shape = x.shape
-        return sums.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        return g.unsqueeze(-1).expand(ctx.shape), None
-
-
-def given_row_sums(x, sums):
-    """Apply :class:`GivenRowSums`: ``sums`` (shape ``x.shape[:-1]``) with the gradient of ``x.sum(-1)``."""
-    return GivenRowSums.apply(x, sums)
+        return out, None, None, None, None, None
 
 
 @torch.compiler.disable
-def row_reduce(p, t, kind, eps=0.0, mean=True, chunk=None, values=None):
-    """Apply :class:`RowReduce` (eagerly, also under ``torch.compile``).
-
-    ``values``, a float32 NumPy array of the result's shape, is the forward already
-    computed elsewhere (:mod:`probloss._fused`); the Function then adds the backward.
-    """
-    return RowReduce.apply(p, t, kind, float(eps), mean, chunk, values)
+def row_reduce(p, t, kind, eps=0.0, mean=True, chunk=None):
+    """Apply :class:`RowReduce` (eagerly, also under ``torch.compile``)."""
+    return RowReduce.apply(p, t, kind, float(eps), mean, chunk)
 
 
 @torch.compiler.disable
@@ -483,12 +486,192 @@ def sparse_ce(x, y, weight=None, smooth=False, inplace=False, chunk=None):
 
 
 @torch.compiler.disable
-def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None, t_min=None, given=None):
+def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None, t_min=None):
     """Apply :class:`SoftTargetCE` (eagerly, also under ``torch.compile``).
 
-    ``t_min``, a 0-d tensor of ``t``'s dtype and device, receives ``min(t)``.  ``given``,
-    ``(loss, sum(t, 1))`` as float32 tensors, is a forward computed elsewhere
-    (:mod:`probloss._fused`; only without ``weight`` and ``eps``): the Function then
-    only adds the backward.
+    ``t_min``, a 0-d tensor of ``t``'s dtype and device, receives ``min(t)``.
     """
-    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min, given)
+    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min)
+
+
+# ------------------------------------------------------------------------ second order
+
+
+def _bce_formula(p, t, eps):
+    q = p.clamp(eps, 1.0 - eps)
+    return -(t * torch.log(q) + (1.0 - t) * torch.log1p(-q))
+
+
+def _kl_formula(p, t, eps):
+    u = t.clamp(eps, 1.0)
+    return u * torch.log(u / p.clamp(eps, 1.0))
+
+
+def _cat_probs_formula(p, t, eps):
+    return -t * torch.log((p / p.sum(1, keepdim=True)).clamp(eps, 1.0 - eps))
+
+
+FORMULAS = {
+    "bce": _bce_formula,
+    "bce_logits": _bce_logits_value,
+    "kl": _kl_formula,
+    "poisson": lambda p, t, eps: p - t * torch.log(p + eps),
+    "cat_probs": _cat_probs_formula,
+}
+"""The losses of :data:`ELEMENTWISE` written with differentiable operations (second order)."""
+
+
+def _second_order(forward, inputs, grads, needs=None):
+    """Gradients of ``forward(*inputs)`` (a tuple of outputs) for upstream ``grads``, with a
+    graph: the backward of a Function called with ``create_graph=True``."""
+    single = isinstance(inputs, torch.Tensor)
+    inputs = (inputs,) if single else tuple(inputs)
+    needs = needs or (True,) * len(inputs)
+    wanted = [x for x, n in zip(inputs, needs) if n]
+    with torch.enable_grad():
+        outs = forward(*inputs)
+    pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
+    got = iter(
+        torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g.to(o.dtype) for o, g in pairs], create_graph=True, allow_unused=True
+        )
+    )
+    result = [next(got) if n else None for n in needs]
+    return result[0] if single else tuple(result)
+
+
+# ------------------------------------------------------------- the dispatch's entries
+# Each has the signature (xp, y_true, y_pred, axis, options) and runs its loss's value
+# checks; the generic formulas come from probloss.functional.
+
+from .. import _checks as C  # noqa: E402 - after the kernels, which need only torch
+from ..functional import crossentropy as ce  # noqa: E402
+from ..functional import divergence
+from ..functional.poisson import COUNTS_HINT, RATES_HINT, check_poisson, poisson_generic  # noqa: E402
+
+_NO_IGNORE = -(2**63)  # F.cross_entropy's ignore_index: no int64 label but this one is ignored
+
+
+def _small(x) -> bool:
+    return x.numel() < SMALL_ELEMENTS or x.ndim < 2
+
+
+def _as_rows(x, axis):
+    """``x`` as ``(A, K)`` when ``axis`` is last, else ``(A, K, B)`` (a view when possible)."""
+    a = 1
+    for n in x.shape[:axis]:
+        a *= n
+    b = x.numel() // (a * x.shape[axis])
+    return x.reshape((a, x.shape[axis]) if b == 1 else (a, x.shape[axis], b))
+
+
+def _class_dim_1(x, axis):
+    """``x`` with its class axis moved to dim 1, as ``F.cross_entropy`` takes it."""
+    return x if axis == 1 or x.ndim == 1 else x.movedim(axis, 1)
+
+
+def sparse(xp, labels, x, axis, o):
+    """Sparse categorical cross-entropy: ``F.cross_entropy`` when small, else :class:`SparseCE`."""
+    if not o.from_logits:
+        return ce.sparse_generic(xp, labels, x, axis, o)
+    check = C.eager(labels, x)
+    num_classes = x.shape[axis]
+    if check and x.device.type != "cpu":  # a CUDA kernel asserts on a bad index: check first
+        C.check_sparse_labels(xp, labels, num_classes, None)
+    try:
+        if _small(x):
+            y = labels if labels.dtype == torch.int64 else labels.long()
+            return torch.nn.functional.cross_entropy(_class_dim_1(x, axis), y, reduction="none", ignore_index=_NO_IGNORE)
+        x3 = _as_rows(x, axis)
+        y = labels.reshape(x3.shape[:1] + x3.shape[2:]).long()
+        return sparse_ce(x3, y).reshape(labels.shape).to(x.dtype)
+    except (IndexError, RuntimeError):
+        if check:  # torch refused an index: say which, and what to do
+            C.check_sparse_labels(xp, labels, num_classes, None)
+        raise
+
+
+def categorical(xp, t, x, axis, o, name="y_true"):
+    """Categorical cross-entropy from logits: ``F.cross_entropy`` when small, else
+    :class:`SoftTargetCE` (which takes ``min(t)`` for the check chunk by chunk)."""
+    if t.requires_grad or t.dtype != x.dtype:
+        return ce.categorical_generic(xp, t, x, axis, o, name)
+    if not o.from_logits:
+        return _categorical_probs(xp, t, x, axis, o, name)
+    check = C.eager(t, x)
+    if o.label_smoothing:  # smoothing can move a bad label into [0, inf): check it first
+        if check:
+            ce.check_soft_labels(xp, t, name)
+            check = False
+        t = ce.smooth_categorical(t, o.label_smoothing, x.shape[axis])
+    if _small(x):
+        if check:
+            ce.check_soft_labels(xp, t, name)
+        return torch.nn.functional.cross_entropy(_class_dim_1(x, axis), _class_dim_1(t, axis), reduction="none")
+    x3, t3 = _as_rows(x, axis), _as_rows(t, axis)
+    low = torch.empty((), dtype=t.dtype, device=t.device) if check else None
+    loss = soft_target_ce(x3, t3, t_min=low).reshape(x.shape[:axis] + x.shape[axis + 1 :]).to(x.dtype)
+    if check and not low.item() >= 0:  # a negative (or NaN) label: name it
+        ce.check_soft_labels(xp, t, name)
+    return loss
+
+
+def _categorical_probs(xp, t, p, axis, o, name):
+    """Keras's categorical cross-entropy from probabilities: :class:`RowReduce` when big."""
+    if _small(p) or axis != p.ndim - 1:
+        return ce.categorical_generic(xp, t, p, axis, o, name)
+    if C.eager(t, p):
+        ce.check_soft_labels(xp, t, name)
+        ce.row_sums(xp, p, axis)  # the probability checks (entries in [0, 1], rows summing to 1)
+    t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
+    k = p.shape[-1]
+    return row_reduce(p.reshape(-1, k), t.reshape(-1, k), "cat_probs", o.epsilon, False).reshape(p.shape[:-1])
+
+
+def _row_reduce(kind, xp, t, p, axis, o, generic, mean):
+    """:class:`RowReduce` for big inputs over the last axis, else the generic formula."""
+    if _small(p) or axis != p.ndim - 1 or t.requires_grad or t.dtype != p.dtype:
+        return generic(xp, t, p, axis, o)
+    k = p.shape[-1]
+    return row_reduce(p.reshape(-1, k), t.reshape(-1, k), kind, o.epsilon, mean).reshape(p.shape[:-1])
+
+
+def binary(xp, t, p, axis, o):
+    """Binary cross-entropy: :class:`RowReduce` for big inputs, else the generic formula."""
+    if _small(p) or axis != p.ndim - 1:
+        return ce.binary_generic(xp, t, p, axis, o)
+    ce.check_binary(xp, t, p, o)
+    t = ce.smooth_binary(t, o.label_smoothing)
+    return _row_reduce("bce_logits" if o.from_logits else "bce", xp, t, p, axis, o, _unchecked_binary, True)
+
+
+def _unchecked_binary(xp, t, p, axis, o):
+    return xp.mean(ce._binary_elementwise(xp, t, p, o.from_logits, o.epsilon), axis=axis)
+
+
+def kl_divergence(xp, t, p, axis, o):
+    """KL divergence: :class:`RowReduce` for big inputs, else the generic formula."""
+    if _small(p):
+        return divergence.kl_generic(xp, t, p, axis, o)
+    if C.eager(t, p):
+        C.check_range(xp, t, "y_true", 0.0, 1.0, why=divergence.KL_HINT)
+        C.check_range(xp, p, "y_pred", 0.0, 1.0, why=divergence.KL_HINT)
+    return _row_reduce("kl", xp, t, p, axis, o, _unchecked(divergence.kl_generic), False)
+
+
+def poisson(xp, t, p, axis, o):
+    """Poisson: :class:`RowReduce` for big inputs, else the generic formula."""
+    if _small(p):
+        return poisson_generic(xp, t, p, axis, o)
+    check_poisson(xp, t, p)
+    return _row_reduce("poisson", xp, t, p, axis, o, _unchecked(poisson_generic), True)
+
+
+def _unchecked(generic):
+    """``generic`` with the value checks off (the caller has run them)."""
+
+    def run(xp, t, p, axis, o):
+        with C.set_value_checks(False):
+            return generic(xp, t, p, axis, o)
+
+    return run

@@ -1,0 +1,303 @@
+"""NumPy implementations: row chunks for the softmax cross-entropies, compiled loops for the rest.
+
+* Softmax cross-entropy from logits (sparse, and soft targets of any size): the rows are
+  taken a chunk at a time (about 64k elements), so the ``exp`` temporaries stay in cache
+  and no ``N x K`` temporary is allocated; below 48 classes the row reductions run one
+  class at a time over all rows, since NumPy reduces a short axis slowly.
+* Big C-contiguous float32 arrays with numba installed (:mod:`probloss._backends.numba`):
+  binary cross-entropy, KL divergence, Poisson and categorical cross-entropy in one
+  compiled pass that also tests the inputs' ranges.  Below :data:`NUMBA_MIN_ELEMENTS`
+  calling into numba costs more than it saves, and the generic formula runs.
+
+Each function has the dispatch signature ``(xp, y_true, y_pred, axis, options)`` and runs
+the value checks of its loss.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+
+import numpy as np
+
+from .. import _checks as C
+from .._errors import ProblossWarning
+from ..functional import crossentropy as ce
+from ..functional import divergence
+from ..functional.poisson import COUNTS_HINT, RATES_HINT, check_poisson, poisson_generic
+
+__all__ = ["binary", "categorical", "kl_divergence", "poisson", "sparse"]
+
+NUMBA_MIN_ELEMENTS = 1 << 16
+"""Arrays smaller than this take the NumPy code (a numba call costs about 20 us)."""
+
+_CHUNK_ELEMS = 1 << 16  # elements per row chunk of the softmax cross-entropy
+_FEW_CLASSES = 48  # below this, row reductions in NumPy are slow: loop over the classes
+_FEW_ROWS = 1 << 16  # rows per chunk in that mode (its temporaries are single columns)
+
+_numba = None  # the kernels module once imported, False when numba is missing or broken
+
+
+def _kernels():
+    """:mod:`probloss._backends.numba`, or ``None`` when numba is not usable.
+
+    A numba that is installed but fails to import (say, built for another NumPy) or whose
+    JIT is switched off (``NUMBA_DISABLE_JIT=1``, its debugging switch, under which the
+    kernels' low-level intrinsics cannot run) gives one warning, and the generic formula
+    serves: same numbers, slower.
+    """
+    global _numba
+    if _numba is None:
+        _numba = False
+        if importlib.util.find_spec("numba") is not None:
+            try:
+                from . import numba as kernels
+
+                kernels.load_kernels()
+                _numba = kernels
+            except Exception as exc:  # noqa: BLE001 - any failure means: use the generic code
+                warnings.warn(
+                    f"probloss: numba is installed but its kernels could not be loaded ({exc!r:.200}); "
+                    "big arrays take the slower generic code.",
+                    ProblossWarning,
+                    stacklevel=4,
+                )
+    return _numba or None
+
+
+def _rows2d(t, p, axis):
+    """``(t, p)`` as 2-D C-contiguous float32 views for the compiled loops, or ``None``."""
+    if axis != p.ndim - 1 or p.dtype != np.float32 or t.dtype != np.float32 or p.size < NUMBA_MIN_ELEMENTS:
+        return None
+    if not (p.flags.c_contiguous and t.flags.c_contiguous) or t.shape != p.shape:
+        return None
+    if _kernels() is None:
+        return None
+    k = p.shape[-1]
+    return t.reshape(-1, k), p.reshape(-1, k)
+
+
+def _range_check(xp, x, bits, name, hi, why):
+    """Run the exact check (which names the element) only when the kernel's bits failed."""
+    if not _numba.within(bits, hi):
+        C.check_range(xp, x, name, 0.0, hi, why=why)
+
+
+def _row_loss(kind, t2, p2, eps, check, shape, *, mean):
+    lo, hi = np.float32(eps), np.float32(1.0 - eps)  # float32 bounds, as torch and Keras clip with
+    out = np.empty(p2.shape[0], np.float64)
+    t_bits, p_bits = _numba.KERNELS[kind](t2, p2, lo, hi, check, out)
+    if mean:
+        out /= p2.shape[1]
+    return out.astype(np.float32).reshape(shape), int(t_bits), int(p_bits)
+
+
+# ----------------------------------------------------------------------------- binary
+
+
+def binary(xp, t, p, axis, o):
+    """Binary cross-entropy: one compiled pass over big float32 arrays (checks included)."""
+    views = _rows2d(t, p, axis)
+    if views is None:
+        return ce.binary_generic(xp, t, p, axis, o)
+    check = C.eager(t, p)
+    if o.label_smoothing:  # smoothing can move a bad target into [0, 1]: check it first
+        if check:
+            C.check_binary_targets(xp, t)
+        views = (np.ascontiguousarray(ce.smooth_binary(views[0], o.label_smoothing), dtype=np.float32), views[1])
+    kind = "binary_logits" if o.from_logits else "binary"
+    values, t_bits, p_bits = _row_loss(kind, *views, o.epsilon, check, p.shape[:-1], mean=True)
+    if check:
+        _range_check(xp, t, t_bits, "y_true", 1.0, C.BINARY_TARGETS_HINT)
+        if not o.from_logits:
+            _range_check(xp, p, p_bits, "y_pred", 1.0, C.LOGITS_HINT)
+    return values
+
+
+def kl_divergence(xp, t, p, axis, o):
+    """KL divergence: one compiled pass over big float32 arrays (checks included)."""
+    views = _rows2d(t, p, axis)
+    if views is None:
+        return divergence.kl_generic(xp, t, p, axis, o)
+    check = C.eager(t, p)
+    values, t_bits, p_bits = _row_loss("kl", *views, o.epsilon, check, p.shape[:-1], mean=False)
+    if check:
+        _range_check(xp, t, t_bits, "y_true", 1.0, divergence.KL_HINT)
+        _range_check(xp, p, p_bits, "y_pred", 1.0, divergence.KL_HINT)
+    return values
+
+
+def poisson(xp, t, p, axis, o):
+    """Poisson: one compiled pass over big float32 arrays (checks included)."""
+    views = _rows2d(t, p, axis)
+    if views is None:
+        return poisson_generic(xp, t, p, axis, o)
+    check = C.eager(t, p)
+    values, t_bits, p_bits = _row_loss("poisson", *views, o.epsilon, check, p.shape[:-1], mean=True)
+    if check:
+        _range_check(xp, t, t_bits, "y_true", None, COUNTS_HINT)
+        _range_check(xp, p, p_bits, "y_pred", None, RATES_HINT)
+    return values
+
+
+# ------------------------------------------------------------------------ categorical
+
+
+def categorical(xp, t, p, axis, o, name="y_true"):
+    """Categorical cross-entropy: compiled for big float32 arrays, else chunked (logits)."""
+    check = C.eager(t, p)
+    if o.label_smoothing:  # smoothing can move a bad label into [0, inf): check it first
+        if check:
+            ce.check_soft_labels(xp, t, name)
+        t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
+    views = _rows2d(t, p, axis)
+    if views is None:
+        if not o.from_logits:
+            return ce.categorical_generic(xp, t, p, axis, o._replace(label_smoothing=0.0), name)
+        if check and not o.label_smoothing:
+            ce.check_soft_labels(xp, t, name)
+        return _chunked_soft(t, p, axis)
+    shape = p.shape[:-1]
+    t2, p2 = views
+    if o.from_logits:
+        loss, t_sum = np.empty(p2.shape[0], np.float64), np.empty(p2.shape[0], np.float64)
+        t_bits = _numba.soft_ce_rows(t2, p2, check, loss, t_sum)
+    else:
+        lo, hi = np.float32(o.epsilon), np.float32(1.0 - o.epsilon)
+        loss, sums = np.empty(p2.shape[0], np.float64), np.empty(p2.shape[0], np.float64)
+        t_bits, p_bits = _numba.cat_probs_rows(t2, p2, lo, hi, check, loss, sums)
+    if check:
+        _range_check(xp, t, int(t_bits), name, None, "labels are probabilities and cannot be negative.")
+        if not o.from_logits:
+            _range_check(xp, p, int(p_bits), "y_pred", 1.0, C.LOGITS_HINT)
+            if p.shape[axis] > 1:
+                C.warn_unnormalized(xp, np.expand_dims(sums.reshape(shape), -1), axis)
+    return loss.astype(np.float32).reshape(shape)
+
+
+def _chunked_soft(t, x, axis):
+    x3, t3, shape = _as_rows(x, axis), _as_rows(t, axis), x.shape[:axis] + x.shape[axis + 1 :]
+    if x3.ndim == 2 and x3.shape[1] < _FEW_CLASSES:
+        return _soft_few(x3, t3).reshape(shape)
+    rows = _chunk_rows(x3)
+    out = np.empty((x3.shape[0],) + x3.shape[2:], dtype=x3.dtype)
+    scratch = np.empty((min(rows, x3.shape[0]),) + x3.shape[1:], dtype=x3.dtype)
+    for s in range(0, x3.shape[0], rows):
+        xc, tc = x3[s : s + rows], t3[s : s + rows]
+        buf = scratch[: xc.shape[0]]
+        lse = np.expand_dims(_lse_chunk(xc, buf), 1)
+        # sum_c t_c (lse - x_c), elementwise first: the precision of a log-softmax.
+        np.subtract(lse, xc, out=buf)
+        np.multiply(buf, tc, out=buf)
+        out[s : s + rows] = np.sum(buf, axis=1)
+    return out.reshape(shape)
+
+
+def _soft_few(x, t):
+    out = np.empty(x.shape[0], dtype=x.dtype)
+    for s in range(0, x.shape[0], _FEW_ROWS):
+        xc, tc = x[s : s + _FEW_ROWS], t[s : s + _FEW_ROWS]
+        lse = _lse_columns(xc)
+        acc = np.zeros_like(lse)
+        tmp = np.empty_like(lse)
+        for j in range(x.shape[1]):  # sum_c t_c (lse - x_c), one class at a time
+            np.subtract(lse, xc[:, j], out=tmp)
+            tmp *= tc[:, j]
+            acc += tmp
+        out[s : s + _FEW_ROWS] = acc
+    return out
+
+
+# ---------------------------------------------------------------------------- sparse
+
+
+def sparse(xp, labels, p, axis, o):
+    """Sparse cross-entropy: chunked from logits; from probabilities, compiled row sums."""
+    num_classes = p.shape[axis]
+    if C.eager(labels, p) and labels.size:
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= num_classes:  # NumPy would wrap a negative index silently
+            C.check_sparse_labels(xp, labels, num_classes, None)
+    if not o.from_logits:
+        return _sparse_probs(xp, labels, p, axis, o)
+    x3 = _as_rows(p, axis)
+    y = labels.reshape(x3.shape[:1] + x3.shape[2:]).astype(np.intp, copy=False)
+    if x3.ndim == 2 and x3.shape[1] < _FEW_CLASSES:
+        return _sparse_few(x3, y).reshape(labels.shape)
+    rows = _chunk_rows(x3)
+    out = np.empty((x3.shape[0],) + x3.shape[2:], dtype=x3.dtype)
+    scratch = np.empty((min(rows, x3.shape[0]),) + x3.shape[1:], dtype=x3.dtype)
+    idx = np.expand_dims(y, 1)
+    for s in range(0, x3.shape[0], rows):
+        xc = x3[s : s + rows]
+        lse = _lse_chunk(xc, scratch[: xc.shape[0]])
+        out[s : s + rows] = lse - np.squeeze(np.take_along_axis(xc, idx[s : s + rows], axis=1), axis=1)
+    return out.reshape(labels.shape)
+
+
+def _sparse_probs(xp, labels, p, axis, o):
+    """Keras's ``-log(clip(p[y] / sum(p)))``; big float32 arrays get sums and checks in one pass."""
+    views = _rows2d(p, p, axis)
+    if views is None:
+        return ce.sparse_generic(xp, labels, p, axis, o)
+    sums = np.empty(views[1].shape[0], np.float64)
+    bits = _numba.row_sums_bits(views[1], sums)
+    sums = sums.astype(np.float32).reshape(labels.shape)
+    if C.eager(p):
+        _range_check(xp, p, int(bits), "y_pred", 1.0, C.LOGITS_HINT)
+        if p.shape[axis] > 1:
+            C.warn_unnormalized(xp, np.expand_dims(sums, -1), axis)
+    q = np.squeeze(np.take_along_axis(p, np.expand_dims(labels, axis).astype(np.intp, copy=False), axis=axis), axis)
+    return -np.log(np.clip(q / sums, np.float32(o.epsilon), np.float32(1.0 - o.epsilon)))
+
+
+def _sparse_few(x, y):
+    out = np.empty(x.shape[0], dtype=x.dtype)
+    for s in range(0, x.shape[0], _FEW_ROWS):
+        xc = x[s : s + _FEW_ROWS]
+        tgt = np.take_along_axis(xc, np.expand_dims(y[s : s + _FEW_ROWS], 1), axis=1)
+        out[s : s + _FEW_ROWS] = _lse_columns(xc) - tgt[:, 0]
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_rows(x, axis):
+    """``x`` as ``(A, K)`` when the class axis is last, else ``(A, K, B)`` (a view)."""
+    a, k, b = math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1 :])
+    return np.reshape(x, (a, k) if b == 1 else (a, k, b))
+
+
+def _chunk_rows(x) -> int:
+    return max(1, _CHUNK_ELEMS // max(1, math.prod(x.shape[1:])))
+
+
+def _lse_chunk(xc, buf):
+    """Log-sum-exp over axis 1 of the chunk ``xc``, using ``buf`` (same shape) as scratch."""
+    m = np.max(xc, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    np.subtract(xc, m, out=buf)
+    np.exp(buf, out=buf)
+    return np.log(np.sum(buf, axis=1)) + np.squeeze(m, axis=1)
+
+
+def _lse_columns(xc):
+    """Log-sum-exp over axis 1 of a 2-D chunk with few columns, one column at a time.
+
+    NumPy reduces a short contiguous axis slowly (per-row overhead); ``K`` vector
+    operations over the rows are several times faster for ``K`` up to a few dozen.
+    """
+    cols = xc.T
+    m = cols[0].copy()
+    for j in range(1, cols.shape[0]):
+        np.maximum(m, cols[j], out=m)
+    m = np.where(np.isfinite(m), m, 0).astype(xc.dtype, copy=False)
+    total = np.zeros_like(m)
+    tmp = np.empty_like(m)
+    for j in range(cols.shape[0]):
+        np.subtract(cols[j], m, out=tmp)
+        np.exp(tmp, out=tmp)
+        total += tmp
+    return np.log(total) + m
