@@ -73,7 +73,7 @@ def load_array(spec: str, what: str, limits: Limits = Limits()) -> np.ndarray:
     ext = os.path.splitext(path)[1].lower()
     looks_like_path = ext in FILE_TYPES or os.sep in text or bool(os.altsep and os.altsep in text)
     if looks_like_path and not text.startswith(("[", "{")):
-        raise CliError(f"`{what}`: file {path!r} not found")
+        raise CliError(f"`{what}` file {path!r} not found")
     limits.check_text(len(text), f"the inline JSON of `{what}`")
     try:
         obj = json.loads(text)
