@@ -218,8 +218,8 @@ def test_errors():
         cross_entropy(x, torch.tensor([0, 1, 2, 0]), weight=torch.ones(4))
     with pytest.raises(pl.ProblossTypeError, match="floating"):
         cross_entropy(torch.ones(4, 3, dtype=torch.long), torch.tensor([0, 1, 2, 0]))
-    with pl.set_value_checks(False):  # unchecked: torch's own gather refuses the index
-        with pytest.raises(RuntimeError):
+    with pl.set_value_checks(False):  # unchecked: torch itself refuses the index
+        with pytest.raises((IndexError, RuntimeError)):
             cross_entropy(x, torch.tensor([0, 1, 3, 0]))
 
 
@@ -262,8 +262,8 @@ def test_torch_compile_runs_with_a_graph_break():
 
 
 def test_nothing_of_size_n_by_c_is_saved_for_backward():
-    x = torch.randn(64, 50, requires_grad=True)
-    loss = cross_entropy(x, torch.randint(0, 50, (64,)), label_smoothing=0.1)
+    x = torch.randn(128, 600, requires_grad=True)  # above SMALL_ELEMENTS: the chunked kernel
+    loss = cross_entropy(x, torch.randint(0, 600, (128,)), label_smoothing=0.1)
     node = loss.grad_fn
     seen = []
     stack = [node]

@@ -14,7 +14,9 @@ import torch
 
 from .._checks import value_checks_enabled
 from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
-from .._backends.torch import soft_target_ce, sparse_ce
+import torch.nn.functional as F
+
+from .._backends.torch import SMALL_ELEMENTS, soft_target_ce, sparse_ce
 
 __all__ = ["cross_entropy"]
 
@@ -97,6 +99,59 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, torch.tensor([0, 2]))), 4)
     0.1755
     """
+    if (
+        type(input) is torch.Tensor
+        and input.device.type == "cpu"
+        and input.numel() < SMALL_ELEMENTS
+        and (target.dtype == torch.int64 or target.dtype == input.dtype)
+        and not inplace_backward
+        and chunk_size is None
+        and reduction in _REDUCTIONS
+        and type(label_smoothing) in (int, float)
+        and 0.0 <= label_smoothing <= 1.0
+    ):
+        # Small CPU inputs: torch's own fused loss has the same semantics and the least cost
+        # per call, and it tests the class indices itself; only when it refuses an input is
+        # the full validation below run, to raise our error that says what to do.
+        try:
+            return F.cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
+        except (IndexError, RuntimeError, ValueError):
+            _validate(input, target, weight, ignore_index, reduction, label_smoothing, check_values=value_checks_enabled())
+            raise
+    return _chunked(input, target, weight, ignore_index, reduction, label_smoothing, inplace_backward, chunk_size)
+
+
+def _chunked(input, target, weight, ignore_index, reduction, label_smoothing, inplace_backward, chunk_size):
+    """The validated call of the chunked kernels (big or CUDA inputs)."""
+    x3, y, weight, eps, squeeze, expected = _validate(
+        input, target, weight, ignore_index, reduction, label_smoothing, check_values=value_checks_enabled() and not torch.compiler.is_compiling()
+    )
+    if y is None:
+        return _probability_targets(x3, input, target, weight, reduction, eps, inplace_backward, chunk_size, squeeze)
+    num_classes = x3.shape[1]
+    valid = y != ignore_index
+    y_safe = torch.where(valid, y, torch.zeros_like(y))
+    out = sparse_ce(x3, y_safe, weight, eps > 0, inplace_backward, chunk_size)
+    nll, smoothing = out if eps > 0 else (out, None)
+    stat = nll.dtype
+    wy = valid.to(stat) if weight is None else torch.where(valid, weight.to(stat)[y_safe], torch.zeros((), dtype=stat, device=x3.device))
+    loss = nll * (wy * (1.0 - eps)) if eps else nll * wy
+    if eps:
+        loss = loss + smoothing * (eps / num_classes)
+    loss = torch.where(valid, loss, torch.zeros((), dtype=stat, device=x3.device))
+    if reduction == "none":
+        loss = loss.reshape(expected)
+        return (loss.squeeze(0) if squeeze else loss).to(input.dtype)
+    total = loss.sum()
+    if reduction == "sum":
+        return total.to(input.dtype)
+    return (total / wy.sum()).to(input.dtype)
+
+
+def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *, check_values):
+    """Every check of :func:`cross_entropy`, raising a :class:`probloss.ProblossError` that
+    says what to do; returns ``(x3, y, weight, eps, squeeze, expected)`` with ``y`` the
+    class indices as int64 ``(N[, B])``, or ``None`` for probability targets."""
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         msg = f"cross_entropy: `input` and `target` must be torch tensors; got {type(input).__name__} and {type(target).__name__}."
         raise ProblossTypeError(msg)
@@ -130,7 +185,19 @@ def cross_entropy(
     x3 = x.reshape((n_rows, num_classes) if x.ndim == 2 else (n_rows, num_classes, b))
 
     if tuple(target.shape) == tuple(input.shape):
-        return _probability_targets(x3, input, target, weight, ignore_index, reduction, eps, inplace_backward, chunk_size, squeeze)
+        if not target.is_floating_point():
+            msg = (
+                f"cross_entropy: `target` has `input`'s shape {tuple(input.shape)}, so it is read as class "
+                f"probabilities, which must be floating point; got {target.dtype}."
+            )
+            raise ProblossTypeError(msg)
+        if ignore_index >= 0:
+            msg = (
+                f"cross_entropy: `ignore_index`={ignore_index} is not supported with probability targets "
+                "(as in torch); leave it at the default -100, or give class indices."
+            )
+            raise ArgumentError(msg)
+        return x3, None, weight, eps, squeeze, None
     expected = (n_rows,) + spatial
     y = target.unsqueeze(0) if squeeze else target
     if tuple(y.shape) != expected:
@@ -147,9 +214,8 @@ def cross_entropy(
         )
         raise ProblossTypeError(msg)
     y = y.reshape((n_rows,) if x.ndim == 2 else (n_rows, b)).long()
-    valid = y != ignore_index
-    if value_checks_enabled() and not torch.compiler.is_compiling():
-        bad = valid & ((y < 0) | (y >= num_classes))
+    if check_values:
+        bad = (y != ignore_index) & ((y < 0) | (y >= num_classes))
         if bool(bad.any()):
             value = int(y[bad][0])
             msg = (
@@ -157,37 +223,10 @@ def cross_entropy(
                 f"(axis 1), so indices must be in [0, {num_classes - 1}] or equal `ignore_index`={ignore_index}."
             )
             raise LabelValueError(msg)
-    y_safe = torch.where(valid, y, torch.zeros_like(y))
-    out = sparse_ce(x3, y_safe, weight, eps > 0, inplace_backward, chunk_size)
-    nll, smoothing = out if eps > 0 else (out, None)
-    stat = nll.dtype
-    wy = valid.to(stat) if weight is None else torch.where(valid, weight.to(stat)[y_safe], torch.zeros((), dtype=stat, device=x.device))
-    loss = nll * (wy * (1.0 - eps)) if eps else nll * wy
-    if eps:
-        loss = loss + smoothing * (eps / num_classes)
-    loss = torch.where(valid, loss, torch.zeros((), dtype=stat, device=x.device))
-    if reduction == "none":
-        loss = loss.reshape(expected)
-        return (loss.squeeze(0) if squeeze else loss).to(input.dtype)
-    total = loss.sum()
-    if reduction == "sum":
-        return total.to(input.dtype)
-    return (total / wy.sum()).to(input.dtype)
+    return x3, y, weight, eps, squeeze, expected
 
 
-def _probability_targets(x3, input, target, weight, ignore_index, reduction, eps, inplace, chunk, squeeze):
-    if not target.is_floating_point():
-        msg = (
-            f"cross_entropy: `target` has `input`'s shape {tuple(input.shape)}, so it is read as class "
-            f"probabilities, which must be floating point; got {target.dtype}."
-        )
-        raise ProblossTypeError(msg)
-    if ignore_index >= 0:
-        msg = (
-            f"cross_entropy: `ignore_index`={ignore_index} is not supported with probability targets "
-            "(as in torch); leave it at the default -100, or give class indices."
-        )
-        raise ArgumentError(msg)
+def _probability_targets(x3, input, target, weight, reduction, eps, inplace, chunk, squeeze):
     t3 = target.reshape(x3.shape)
     loss = soft_target_ce(x3, t3, weight, eps, inplace, chunk)
     if reduction == "none":
