@@ -4,8 +4,7 @@ Every case times ``jax.jit(jax.value_and_grad(loss))`` of probloss's Keras-style
 (default reduction) and of the peer, interleaved in one process (median of
 ``--repeats`` runs after a compiling warm-up), then measures each once more in a fresh
 process for its peak memory.  Where Optax has no such loss (probability inputs,
-Poisson), the peer is the plain ``jax.numpy`` formula.  ``probloss custom_vjp`` is the
-same probloss call with :data:`probloss._fast.JAX_CUSTOM_VJP` switched on.
+Poisson), the peer is the plain ``jax.numpy`` formula.
 
     python benchmarks/bench_jax.py [--quick] [--only TEXT] [--repeats 5]
 """
@@ -26,7 +25,6 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import probloss as pl  # noqa: E402
-from probloss import _fast  # noqa: E402
 
 EPS = 1e-7
 
@@ -45,39 +43,18 @@ def _pl(cls, **kw):
     return build
 
 
-def _custom_vjp(builder):
-    """The probloss call traced with the hand-written VJPs switched on."""
-
-    def build(d):
-        f = builder(d)
-
-        def run(p):
-            old = _fast.JAX_CUSTOM_VJP
-            _fast.JAX_CUSTOM_VJP = True
-            try:
-                return f(p)
-            finally:
-                _fast.JAX_CUSTOM_VJP = old
-
-        return run
-
-    return build
-
-
 LOSSES = {
     "sparse_logits": {
         "peer": ("optax.softmax_cross_entropy_with_integer_labels",
                  lambda d: lambda p: optax.softmax_cross_entropy_with_integer_labels(p, d["labels"], axis=1).mean()),
         "probloss": {
             "probloss": _pl(pl.SparseCategoricalCrossentropy, from_logits=True, axis=1),
-            "probloss custom_vjp": _custom_vjp(_pl(pl.SparseCategoricalCrossentropy, from_logits=True, axis=1)),
         },
     },
     "cat_logits": {
         "peer": ("optax.softmax_cross_entropy", lambda d: lambda p: optax.softmax_cross_entropy(p, d["target"], axis=1).mean()),
         "probloss": {
             "probloss": _pl(pl.CategoricalCrossentropy, from_logits=True, axis=1),
-            "probloss custom_vjp": _custom_vjp(_pl(pl.CategoricalCrossentropy, from_logits=True, axis=1)),
         },
     },
     "sparse_probs": {
@@ -118,17 +95,12 @@ PLAN = (
     + [(loss, s, "float32", ("value_and_grad",)) for s in ("65536x10", "256x8x4096") for loss in ("sparse_logits", "cat_logits")]
     + [(loss, "256x8x4096", "float32", ("value_and_grad",)) for loss in ("sparse_probs", "cat_probs", "bce", "bce_logits", "kl", "poisson")]
 )
-# the hand-written VJPs are timed where their effect shows most: the two big cases
-CUSTOM_VJP_CASES = {("sparse_logits", "8192x32000"), ("cat_logits", "1024x128256")}
 
 
 def impls_for(loss, shape_key, dtype, mode):
     spec = LOSSES[loss]
     name, peer = spec["peer"]
-    out = {"peer: " + name: peer, **spec["probloss"]}
-    if (loss, shape_key) not in CUSTOM_VJP_CASES:
-        out.pop("probloss custom_vjp", None)
-    return out
+    return {"peer: " + name: peer, **spec["probloss"]}
 
 
 def make_runner(d, builder, mode, name):

@@ -25,11 +25,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import probloss as pl  # noqa: E402
-from probloss import _fused  # noqa: E402
+from probloss._backends import numpy as _numpy_backend  # noqa: E402
 
 # probloss's compiled (numba) kernels load with the script, as torch's do, so the memory
 # of one call, measured in a process forked from this one, does not count numba itself.
-_fused.load_kernels()
+_numpy_backend._kernels()  # imports numba and loads every kernel, or None without numba
 
 EPS = 1e-7
 

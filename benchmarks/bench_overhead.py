@@ -109,7 +109,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=200, help="calls per timed run (fewer for big shapes)")
     parser.add_argument("--only", default="torch,numpy,jax")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 10 calls per run")
+    parser.add_argument("--deadline", type=float, default=None, help="(from run_all.py; this suite is short)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.calls = 10
     import torch
 
     torch.set_num_threads(1)
@@ -129,7 +133,7 @@ def main(argv=None):
                 print(f"{mode:<16} {f'{n}x{k}':>10} {impl:<16} {per_call * 1e6:9.1f} {r:6.2f} {target or '':>6} {met}")
                 cases.append({"mode": mode, "shape": [n, k], "impl": impl, "peer": peer, "us_per_call": per_call * 1e6,
                               "p20_us": t["p20"] / calls * 1e6, "p80_us": t["p80"] / calls * 1e6, "ratio": r, "target": target})
-    write_results("overhead", cases, command="python benchmarks/bench_overhead.py " + " ".join(argv or sys.argv[1:]))
+    write_results("overhead_quick" if args.quick else "overhead", cases, command="python benchmarks/bench_overhead.py " + " ".join(argv or sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import probloss as pl  # noqa: E402
-from probloss import _fused  # noqa: E402
-
-# probloss's compiled (numba) kernels load with the script, as torch's do, so the memory
-# of one call, measured in a process forked from this one, does not count numba itself.
-_fused.load_kernels()
 from probloss.torch import cross_entropy  # noqa: E402
 
 EPS = 1e-7

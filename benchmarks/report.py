@@ -240,6 +240,29 @@ def machine_line(data) -> str:
     return ", ".join(f"{k} {m[k]}" for k in keys if k in m)
 
 
+def overhead_section(data) -> list[str]:
+    """The fixed cost per call (``bench_overhead.py``): a table of per-call times and ratios."""
+    if not data:
+        return []
+    out = [
+        "## Fixed cost per call (small batches)",
+        "",
+        "From `" + data.get("command", "python benchmarks/bench_overhead.py") + "`: sparse cross-entropy from "
+        "logits, float32, torch on one thread, interleaved; each run times many calls and the table gives the "
+        "median time per call. Ratios are against the first row of each group.",
+        "",
+        "| mode | shape | implementation | us per call [p20-p80] | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in data["cases"]:
+        target = "" if c.get("target") is None else f"<= {c['target']}x " + ("met" if c["ratio"] <= c["target"] else "**missed**")
+        out.append(
+            f"| {c['mode']} | {c['shape'][0]}x{c['shape'][1]} | {c['impl']} | "
+            f"{c['us_per_call']:.1f} [{c['p20_us']:.1f}-{c['p80_us']:.1f}] | {c['ratio']:.2f} | {target} |"
+        )
+    return out + [""]
+
+
 def render(results, meta, figure: str | None) -> str:
     out = ["# Benchmarks", ""]
     out += [
@@ -262,8 +285,7 @@ def render(results, meta, figure: str | None) -> str:
         "Implementations: `probloss` is the Keras-style class (`SparseCategoricalCrossentropy(from_logits=True)` "
         "etc., default reduction) on the backend's own arrays; `probloss.torch` is the `F.cross_entropy` "
         "drop-in `probloss.torch.cross_entropy`; `inplace` adds `inplace_backward=True` (the logits buffer "
-        "receives the gradient); `checks off` runs under `probloss.set_value_checks(False)`; "
-        "`probloss custom_vjp` (JAX) turns on the hand-written VJPs (`probloss._fast.JAX_CUSTOM_VJP`).",
+        "receives the gradient); `checks off` runs under `probloss.set_value_checks(False)`.",
         "",
     ]
     for suite in ("torch", "jax", "numpy", "torch_cuda"):
@@ -272,7 +294,10 @@ def render(results, meta, figure: str | None) -> str:
     out.append("")
     if meta.get("skipped"):
         out += ["**Not run** (time budget of `make bench`): " + "; ".join(meta["skipped"]) + ".", ""]
-    out += ["## Targets of issue 4", ""] + targets(results) + [""]
+    out += ["## Targets", ""] + targets(results) + [""]
+    overhead = overhead_section(load(Path(HERE / "results"), "overhead"))
+    if overhead:
+        out += overhead
     if figure:
         out += ["## Overview", "", f"![probloss / peer ratios]({figure})", "",
                 "Time and peak-memory ratios of `probloss.torch` (torch) or `probloss` (others) against the first "
@@ -328,15 +353,14 @@ NOTES = [
     "**JAX.** probloss's generic JAX code traces to the same operations as Optax's (the same "
     "`jax.nn.log_softmax` / log-sum-exp and gather), so after XLA compiles both they run within about 10% "
     "of each other, either way, inside the run-to-run spread; the strict <= 1.0x target is therefore met in "
-    "some cases and missed by small margins in others. The `jax.custom_vjp` kernels "
-    "(`probloss._fast.jax_sparse_ce`, `jax_soft_ce`) did not win consistently and would give up forward-mode "
-    "differentiation (`jax.jvp`, `jax.hessian`), so they are off by default (`JAX_CUSTOM_VJP = False`).",
+    "some cases and missed by small margins in others. Hand-written `jax.custom_vjp` kernels did not win "
+    "consistently and would give up forward-mode differentiation (`jax.jvp`, `jax.hessian`), so there are none.",
     "**Other losses on JAX and NumPy.** Cross-entropy from probabilities, binary cross-entropy, KL and "
-    "Poisson have native kernels on torch only. On JAX and NumPy they run the generic array-API code, "
+    "Poisson have native kernels on torch and, for big float32 arrays with numba, on NumPy. On JAX they run the generic array-API code, "
     "which follows Keras's definitions (clipping, renormalising rows) and so makes more passes than the "
     "textbook formulas of the peer rows: there they are mostly faster than Keras's own NumPy backend but "
     "slower than the plain formulas (most for categorical cross-entropy from probabilities). Those "
-    "comparisons are not targets of issue 4; chunked NumPy kernels like the cross-entropy one would close "
+    "comparisons are not targets here; chunked NumPy kernels like the cross-entropy one would close "
     "the gap.",
     "**This machine.** The CPU runs are on a shared 2-vCPU virtual machine. Touching freshly allocated "
     "memory is expensive and variable there (about 0.4 s per GiB, sometimes much more), so implementations "
