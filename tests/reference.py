@@ -27,14 +27,14 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-_f64(x)))
 
 
-def bce(t, p, from_logits=False, label_smoothing=0.0, axis=-1):
+def bce(t, p, from_logits=False, label_smoothing=0.0, axis=-1, upper=UPPER):
     t, p = _f64(t), _f64(p)
     t = t * (1 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
         # log(sigmoid(x)) = -log(1 + exp(-x)), via logaddexp for stability
         e = t * np.logaddexp(0, -p) + (1 - t) * np.logaddexp(0, p)
     else:
-        p = np.clip(p, EPS, UPPER)
+        p = np.clip(p, EPS, upper)
         e = -(t * np.log(p) + (1 - t) * np.log(1 - p))
     return e.mean(axis=axis)
 

@@ -38,12 +38,17 @@ def arrays_of_any_kind(draw):
 
 
 LOSSES = {
-    "binary_crossentropy": (lambda t, p, kw: ref.bce(t, p, **kw), ["from_logits", "label_smoothing"]),
+    # Probabilities are clipped to 1 - 1e-7 rounded to their own dtype (float32 unless float64 given).
+    "binary_crossentropy": (lambda t, p, kw: ref.bce(t, p, **kw, upper=_upper(p)), ["from_logits", "label_smoothing"]),
     "categorical_crossentropy": (lambda t, p, kw: ref.cce(t, p, **kw), ["from_logits", "label_smoothing"]),
     "sparse_categorical_crossentropy": (lambda t, p, kw: ref.scce(t, p, **kw)[0], ["from_logits", "ignore_class"]),
     "poisson": (lambda t, p, kw: ref.poisson(t, p), []),
     "kl_divergence": (lambda t, p, kw: ref.kld(t, p), []),
 }
+
+def _upper(p):
+    return 1 - 1e-7 if p.dtype == np.float64 else ref.UPPER
+
 
 OPTION_VALUES = {
     "from_logits": st.sampled_from([False, True, 1, "yes"]),
@@ -68,7 +73,8 @@ def test_malformed_input_raises_our_error_or_gives_the_right_number(name, y_true
         out = np.asarray(out, dtype=np.float64)
         assert np.all(np.isfinite(out)), (name, y_true, y_pred, kwargs, out)
         t = np.asarray(y_true)
-        p = np.asarray(y_pred, dtype=np.float64)
+        p = np.asarray(y_pred)
+        p = p.astype(np.float64 if p.dtype == np.float64 else np.float32)
         if name != "sparse_categorical_crossentropy":
             t, p = ref._align(t, p)  # Keras's rank alignment
         expected = reference(t if name == "sparse_categorical_crossentropy" else t.astype(np.float64), p, kwargs)

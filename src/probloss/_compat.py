@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 _HALF_NAMES = ("float16", "bfloat16")
+_NUMPY = array_api_compat.array_namespace(np.empty(0))
+_BY_TYPE: dict[type, Any] = {}  # array type -> its namespace, learned on first sight
 
 
 def _is_array(x: Any) -> bool:
@@ -40,13 +42,19 @@ def namespace(*args: Any, names: tuple[str, ...] = ()):
 
     ``None``, Python scalars and (nested) lists do not vote; when no argument is an
     array the namespace is NumPy's.  Arrays from two different libraries raise
-    :class:`ProblossTypeError`.
+    :class:`ProblossTypeError`.  Arguments all of one array type (the usual call) are
+    answered from a cache by type: a loss call asks several times.
     """
+    kinds = {type(a) for a in args if a is not None}
+    if len(kinds) == 1:
+        xp = _BY_TYPE.get(next(iter(kinds)))
+        if xp is not None:
+            return xp
     arrays = [a for a in args if a is not None and _is_array(a)]
     if not arrays:
-        return array_api_compat.array_namespace(np.empty(0))
+        return _NUMPY
     try:
-        return array_api_compat.array_namespace(*arrays)
+        xp = array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
         kinds = sorted({f"{type(a).__module__}.{type(a).__name__}" for a in arrays})
         named = [f"`{n}` is {type(a).__module__}.{type(a).__name__}" for n, a in zip(names, args) if a is not None and _is_array(a)]
@@ -57,6 +65,9 @@ def namespace(*args: Any, names: tuple[str, ...] = ()):
             "e.g. torch.as_tensor(np_array) or np.asarray(tensor.cpu())."
         )
         raise ProblossTypeError(msg) from exc
+    if len(kinds) == 1 and len({type(a) for a in arrays}) == 1:
+        _BY_TYPE[type(arrays[0])] = xp
+    return xp
 
 
 def device_of(x: Any):
@@ -103,14 +114,14 @@ def is_traced(x: Any) -> bool:
 
     Value checks (label ranges, NaN) need concrete numbers, so they are skipped then.
     """
-    if "jax" in sys.modules and array_api_compat.is_jax_array(x):
+    module = type(x).__module__
+    if module.startswith("torch"):
+        torch = sys.modules["torch"]
+        return bool(torch.compiler.is_compiling()) or bool(torch.jit.is_tracing())
+    if "jax" in module:
         import jax
 
         return isinstance(x, jax.core.Tracer)
-    if "torch" in sys.modules and array_api_compat.is_torch_array(x):
-        import torch
-
-        return bool(torch.compiler.is_compiling()) or bool(torch.jit.is_tracing())
     return False
 
 

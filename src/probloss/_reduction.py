@@ -56,8 +56,10 @@ def align_ranks(a, b, xp):
 
 
 def _safe_divide(num, den, xp):
+    """``num / den``, and 0 where ``den == 0`` (``num`` may be a Python number)."""
     zero = den == 0
-    return xp.where(zero, xp.zeros_like(num), num / xp.where(zero, xp.ones_like(den), den))
+    quotient = num / xp.where(zero, xp.ones_like(den), den)
+    return xp.where(zero, xp.zeros_like(quotient), quotient)
 
 
 def _broadcast_shape(a, b, what: str):
@@ -88,7 +90,7 @@ def reduce_values(values, xp, *, reduction="sum_over_batch_size", sample_weight=
     if mask is not None:
         if reduction in ("sum_over_batch_size", "mean"):
             count = xp.sum(xp.astype(mask, values.dtype))
-            scale = _safe_divide(xp.asarray(float(math.prod(mask.shape)), dtype=values.dtype, device=_dev(values)), count, xp)
+            scale = _safe_divide(float(math.prod(mask.shape)), count, xp)
             weights = xp.where(mask, scale, xp.zeros_like(scale))
         else:
             weights = xp.astype(mask, values.dtype)
@@ -105,17 +107,12 @@ def reduce_values(values, xp, *, reduction="sum_over_batch_size", sample_weight=
         values = values * weights
     if reduction in (None, "none") or values.shape in ((), (0,)):
         return values
+    count = math.prod(values.shape)
+    if weights is None and reduction != "sum" and count:
+        return xp.mean(values)  # sum / N: one operation (and one autograd node) instead of two
     total = xp.sum(values)
     if reduction == "sum":
         return total
     if reduction == "mean_with_sample_weight" and weights is not None:
-        divisor = xp.sum(weights)
-    else:
-        divisor = xp.asarray(float(math.prod(values.shape)), dtype=values.dtype, device=_dev(values))
-    return _safe_divide(total, divisor, xp)
-
-
-def _dev(x):
-    from ._compat import device_of
-
-    return device_of(x)
+        return _safe_divide(total, xp.sum(weights), xp)
+    return total / count if count else total  # an empty batch (after broadcasting) sums to 0
