@@ -10,8 +10,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# torch is pinned so pip takes the CPU wheel; JAX runs on the CPU.
-	$(PIP) install --quiet "torch==2.13.0"
+	# The versions the tests were run with; torch is pinned so pip takes the CPU wheel.
+	$(PIP) install --quiet "torch==2.13.0" "jax==0.10.2" "jaxlib==0.10.2" "keras==3.15.1" "optax==0.2.8"
 	$(PIP) install --quiet -e ".[torch,jax,fast,test,bench]"
 	touch $(STAMP)
 
@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 # Every backend is required in the test run: a missing one fails instead of skipping.
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks docs
 	KERAS_BACKEND=jax PROBLOSS_TEST_BACKENDS=numpy,array_api_strict,torch,jax $(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -16,13 +16,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SHAPES, build_for_memory, common_args, run_suite  # noqa: E402
-from _harness import make_inputs as harness_make_inputs  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from _harness import SHAPES, build_for_memory, common_args, run_suite  # noqa: E402
+from _harness import make_inputs as harness_make_inputs  # noqa: E402
 
 import probloss as pl  # noqa: E402
 

@@ -18,11 +18,10 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "numpy"  # before keras is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SHAPES, build_for_memory, common_args, run_suite  # noqa: E402
-from _harness import make_inputs as harness_make_inputs  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _harness import SHAPES, build_for_memory, common_args, run_suite  # noqa: E402
+from _harness import make_inputs as harness_make_inputs  # noqa: E402
 
 import probloss as pl  # noqa: E402
 from probloss._backends import numpy as _numpy_backend  # noqa: E402

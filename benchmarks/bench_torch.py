@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import BASE_ROWS, SHAPES, common_args, run_suite  # noqa: E402
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _harness import BASE_ROWS, SHAPES, common_args, run_suite  # noqa: E402
 
 import probloss as pl  # noqa: E402
 from probloss.torch import cross_entropy  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -148,7 +147,7 @@ def targets(results) -> list[str]:
                     f"{LOSS_NAMES[loss]}, {shape} {dtype} {mode}", f"time {fr(tr)}x", tr <= 1.0)
     jx = results.get("jax")
     if jx:
-        for (loss, shape, dtype, mode), rows in group_cases(jx["cases"]).items():
+        for (loss, shape, dtype, _mode), rows in group_cases(jx["cases"]).items():
             if loss not in ("sparse_logits", "cat_logits"):
                 continue
             peer, r = peers_of(rows)[0], find(rows, "probloss")
@@ -156,7 +155,7 @@ def targets(results) -> list[str]:
             row("JAX jitted value_and_grad <= 1.0x Optax", f"{LOSS_NAMES[loss]}, {shape} {dtype}", f"time {fr(tr)}x", tr <= 1.0)
     npy = results.get("numpy")
     if npy:
-        for (loss, shape, dtype, mode), rows in group_cases(npy["cases"]).items():
+        for (loss, shape, dtype, _mode), rows in group_cases(npy["cases"]).items():
             if loss not in ("sparse_logits", "cat_logits"):
                 continue
             r = find(rows, "probloss")

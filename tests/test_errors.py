@@ -52,9 +52,9 @@ def test_one_hot_labels_to_sparse_loss(be):
 def test_integer_labels_to_categorical_loss(be):
     for labels in ([1, 2], [[1], [2]]):
         for call in (
-            lambda: pl.categorical_crossentropy(ints(be, labels), f32(be, P)),
-            lambda: pl.CategoricalFocalCrossentropy()(ints(be, labels), f32(be, P)),
-            lambda: pl.softmax_cross_entropy_with_logits(labels=ints(be, labels), logits=f32(be, LOGITS)),
+            lambda labels=labels: pl.categorical_crossentropy(ints(be, labels), f32(be, P)),
+            lambda labels=labels: pl.CategoricalFocalCrossentropy()(ints(be, labels), f32(be, P)),
+            lambda labels=labels: pl.softmax_cross_entropy_with_logits(labels=ints(be, labels), logits=f32(be, LOGITS)),
         ):
             with raises(pl.LabelFormatError, "class labels", "sparse_categorical_crossentropy"):
                 call()

@@ -30,9 +30,9 @@ from .functional import softmax_cross_entropy_with_logits as softmax_cross_entro
 from .functional import sparse_categorical_crossentropy as sparse_categorical_crossentropy
 from .functional import sparse_softmax_cross_entropy_with_logits as sparse_softmax_cross_entropy_with_logits
 from .functional import weighted_cross_entropy_with_logits as weighted_cross_entropy_with_logits
+from .losses import CTC as CTC
 from .losses import BinaryCrossentropy as BinaryCrossentropy
 from .losses import BinaryFocalCrossentropy as BinaryFocalCrossentropy
-from .losses import CTC as CTC
 from .losses import CategoricalCrossentropy as CategoricalCrossentropy
 from .losses import CategoricalFocalCrossentropy as CategoricalFocalCrossentropy
 from .losses import KLDivergence as KLDivergence

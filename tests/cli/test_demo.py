@@ -17,8 +17,8 @@ HEAVY = ("torch", "jax", "jaxlib", "scipy", "matplotlib", "keras", "tensorflow",
 def test_demo_matches_fast_and_without_frameworks():
     code = (
         "import sys, time; t = time.perf_counter(); from probloss.cli import main; rc = main(['demo']); "
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r)); "
-        "sys.stderr.write(f'RC={rc} HEAVY={heavy} T={time.perf_counter() - t:.2f}')" % (HEAVY,)
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})); "
+        "sys.stderr.write(f'RC={rc} HEAVY={heavy} T={time.perf_counter() - t:.2f}')"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", timeout=60)
     assert "RC=0 HEAVY=[]" in proc.stderr, proc.stderr

@@ -24,7 +24,7 @@ def test_variants():
 
 
 def test_every_probloss_line_names_a_public_function_or_class():
-    for loss, variants in EQUIVALENTS.items():
+    for variants in EQUIVALENTS.values():
         for variant in variants.values():
             line = variant.get("probloss", "")
             if line.startswith("probloss."):

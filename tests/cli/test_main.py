@@ -32,10 +32,10 @@ def test_console_script_entry_point_is_unchanged():
 
 def test_python_m_probloss_runs_without_frameworks():
     code = (
-        "import runpy, sys; sys.argv = ['probloss', 'compute', 'scce', '--y-true', '[1, 2]', '--y-pred', %r];"
+        f"import runpy, sys; sys.argv = ['probloss', 'compute', 'scce', '--y-true', '[1, 2]', '--y-pred', {json.dumps(P_CLASSIC)!r}];"
         "\ntry:\n    runpy.run_module('probloss', run_name='__main__')\nexcept SystemExit as e:\n    rc = e.code"
-        "\nprint(sorted({m.split('.')[0] for m in sys.modules} & set(%r)), rc, file=sys.stderr)"
-    ) % (json.dumps(P_CLASSIC), HEAVY)
+        f"\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})), rc, file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stderr.strip() == "[] 0", proc.stderr
     assert "1.17694" in proc.stdout

@@ -25,7 +25,7 @@ from .. import _checks as C
 from .._errors import ProblossWarning
 from ..functional import crossentropy as ce
 from ..functional import divergence
-from ..functional.poisson import COUNTS_HINT, RATES_HINT, check_poisson, poisson_generic
+from ..functional.poisson import COUNTS_HINT, RATES_HINT, poisson_generic
 
 __all__ = ["binary", "categorical", "kl_divergence", "poisson", "sparse"]
 
@@ -144,6 +144,12 @@ def poisson(xp, t, p, axis, o):
 # ------------------------------------------------------------------------ categorical
 
 
+# NaN and inf inputs are reported by the loss's result check, which names the element;
+# NumPy's own floating-point warnings about them would only repeat it, less clearly.
+_QUIET = np.errstate(invalid="ignore", over="ignore", divide="ignore")
+
+
+@_QUIET
 def categorical(xp, t, p, axis, o, name="y_true"):
     """Categorical cross-entropy: compiled for big float32 arrays, else chunked (logits)."""
     check = C.eager(t, p)
@@ -212,6 +218,7 @@ def _soft_few(x, t):
 # ---------------------------------------------------------------------------- sparse
 
 
+@_QUIET
 def sparse(xp, labels, p, axis, o):
     """Sparse cross-entropy: chunked from logits; from probabilities, compiled row sums."""
     num_classes = p.shape[axis]

@@ -41,6 +41,11 @@ from __future__ import annotations
 
 import torch
 
+from .. import _checks as C
+from ..functional import crossentropy as ce
+from ..functional import divergence
+from ..functional.poisson import check_poisson, poisson_generic
+
 __all__ = [
     "SMALL_ELEMENTS",
     "RowReduce",
@@ -544,10 +549,6 @@ def _second_order(forward, inputs, grads, needs=None):
 # Each has the signature (xp, y_true, y_pred, axis, options) and runs its loss's value
 # checks; the generic formulas come from probloss.functional.
 
-from .. import _checks as C  # noqa: E402 - after the kernels, which need only torch
-from ..functional import crossentropy as ce  # noqa: E402
-from ..functional import divergence
-from ..functional.poisson import COUNTS_HINT, RATES_HINT, check_poisson, poisson_generic  # noqa: E402
 
 _NO_IGNORE = -(2**63)  # F.cross_entropy's ignore_index: no int64 label but this one is ignored
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
-
-from .._checks import value_checks_enabled
-from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
 import torch.nn.functional as F
 
 from .._backends.torch import SMALL_ELEMENTS, soft_target_ce, sparse_ce
+from .._checks import value_checks_enabled
+from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
 
 __all__ = ["cross_entropy"]
 
