@@ -231,9 +231,11 @@ def check_result_finite(xp, values, **inputs):
     Cheap for the common case: it inspects the per-sample losses (N values), not the
     N x K inputs.  A NaN or inf anywhere in a row's inputs reaches that row's loss
     (log-sum-exp, sums and products all propagate it), so only a failing call pays
-    for scanning the inputs to name the culprit.
+    for scanning the inputs to name the culprit.  ``values`` are concrete (the caller
+    tested :func:`eager`).
     """
-    if _holds(xp.all(xp.isfinite(values))):
+    finite = xp.isfinite(values)
+    if bool(finite if values.ndim == 0 else xp.all(finite)):
         return
     for name, x in inputs.items():
         _raise_nonfinite(xp, x, name)

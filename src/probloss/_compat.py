@@ -18,6 +18,7 @@ from ._errors import ProblossTypeError
 __all__ = [
     "as_array",
     "backend_name",
+    "dtype_kind",
     "device_of",
     "is_floating",
     "is_integer",
@@ -96,17 +97,37 @@ def is_jax(xp) -> bool:
     return array_api_compat.is_jax_namespace(xp)
 
 
+_KINDS = ("bool", "integral", "real floating", "complex floating")
+_KIND_OF: dict = {}  # dtype -> its kind, learned on first sight (a loss call asks several times)
+
+
+def dtype_kind(xp, dtype) -> str:
+    """``"bool"``, ``"integral"``, ``"real floating"``, ``"complex floating"`` or ``"other"``."""
+    key = (type(dtype), dtype)  # the type first: some libraries warn when their dtypes meet NumPy's
+    kind = _KIND_OF.get(key)
+    if kind is None:
+        kind = _KIND_OF[key] = next((k for k in _KINDS if xp.isdtype(dtype, k)), "other")
+    return kind
+
+
 def is_floating(xp, dtype) -> bool:
-    return xp.isdtype(dtype, "real floating")
+    return dtype_kind(xp, dtype) == "real floating"
 
 
 def is_integer(xp, dtype) -> bool:
-    return xp.isdtype(dtype, "integral")
+    return dtype_kind(xp, dtype) == "integral"
+
+
+_HALF: dict = {}
 
 
 def is_half(dtype) -> bool:
     """True for float16 and bfloat16, which probloss reduces in float32."""
-    return any(name in str(dtype) for name in _HALF_NAMES)
+    key = (type(dtype), dtype)
+    half = _HALF.get(key)
+    if half is None:
+        half = _HALF[key] = any(name in str(dtype) for name in _HALF_NAMES)
+    return half
 
 
 def is_traced(x: Any) -> bool:

@@ -51,6 +51,11 @@ TABLE: dict[str, dict[str, str]] = {
         "torch": _B + "torch:sparse",
         "jax": _B + "jax:sparse",
     },
+    # Keras's default reduction of "sparse" with no weights or mask, which a backend may fuse.
+    "sparse_mean": {
+        "generic": _G + "crossentropy:sparse_mean_generic",
+        "torch": _B + "torch:sparse_mean",
+    },
     "kl_divergence": {
         "generic": _G + "divergence:kl_generic",
         "numpy": _B + "numpy:kl_divergence",

@@ -229,11 +229,11 @@ def sparse(xp, labels, p, axis, o):
     if not o.from_logits:
         return _sparse_probs(xp, labels, p, axis, o)
     if p.size <= _CHUNK_ELEMS:  # one chunk: the formula itself, with no loop around it
-        m = np.max(p, axis=axis, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)
-        lse = np.log(np.sum(np.exp(p - m), axis=axis)) + np.squeeze(m, axis)
-        idx = np.expand_dims(labels, axis).astype(np.intp, copy=False)
-        return lse - np.squeeze(np.take_along_axis(p, idx, axis=axis), axis)
+        # (a row whose max is not finite gives NaN either way, which the result check reports)
+        m = p.max(axis=axis, keepdims=True)
+        lse = np.log(np.exp(p - m).sum(axis=axis, keepdims=True)) + m
+        target = np.take_along_axis(p, np.expand_dims(labels, axis), axis=axis)
+        return (lse - target).squeeze(axis)
     x3 = _as_rows(p, axis)
     y = labels.reshape(x3.shape[:1] + x3.shape[2:]).astype(np.intp, copy=False)
     if x3.ndim == 2 and x3.shape[1] < _FEW_CLASSES:

@@ -60,6 +60,7 @@ __all__ = [
     "soft_target_ce",
     "sparse",
     "sparse_ce",
+    "sparse_mean",
 ]
 
 SMALL_ELEMENTS = 1 << 16
@@ -575,20 +576,42 @@ def sparse(xp, labels, x, axis, o):
     """Sparse categorical cross-entropy: ``F.cross_entropy`` when small, else :class:`SparseCE`."""
     if not o.from_logits:
         return ce.sparse_generic(xp, labels, x, axis, o)
+    if _small(x):
+        return _native_sparse(xp, labels, x, axis, "none")
+    x3 = _as_rows(x, axis)
+    y = labels.reshape(x3.shape[:1] + x3.shape[2:]).long()
+    return _checked_by_torch(xp, labels, x, axis, lambda: sparse_ce(x3, y).reshape(labels.shape).to(x.dtype))
+
+
+def sparse_mean(xp, labels, x, axis, o):
+    """The mean of :func:`sparse` over every position: one fused ``F.cross_entropy`` when small."""
+    if o.from_logits and _small(x):
+        return _native_sparse(xp, labels, x, axis, "mean")
+    return sparse(xp, labels, x, axis, o).mean()
+
+
+def _native_sparse(xp, labels, x, axis, reduction):
+    y = labels if labels.dtype == torch.int64 else labels.long()
+    x = _class_dim_1(x, axis)
+    loss = torch.nn.functional.cross_entropy
+    return _checked_by_torch(xp, labels, x, 1, lambda: loss(x, y, reduction=reduction, ignore_index=_NO_IGNORE))
+
+
+def _checked_by_torch(xp, labels, x, axis, compute):
+    """``compute()``, with the class indices checked by torch itself where it can.
+
+    On the CPU torch raises for an index out of range; only then is our check run, to
+    name the element and say what to do.  A CUDA kernel asserts instead (and poisons the
+    context), so there the indices are checked before.
+    """
     check = C.eager(labels, x)
-    num_classes = x.shape[axis]
-    if check and x.device.type != "cpu":  # a CUDA kernel asserts on a bad index: check first
-        C.check_sparse_labels(xp, labels, num_classes, None)
+    if check and x.device.type != "cpu":
+        C.check_sparse_labels(xp, labels, x.shape[axis], None)
     try:
-        if _small(x):
-            y = labels if labels.dtype == torch.int64 else labels.long()
-            return torch.nn.functional.cross_entropy(_class_dim_1(x, axis), y, reduction="none", ignore_index=_NO_IGNORE)
-        x3 = _as_rows(x, axis)
-        y = labels.reshape(x3.shape[:1] + x3.shape[2:]).long()
-        return sparse_ce(x3, y).reshape(labels.shape).to(x.dtype)
+        return compute()
     except (IndexError, RuntimeError):
-        if check:  # torch refused an index: say which, and what to do
-            C.check_sparse_labels(xp, labels, num_classes, None)
+        if check:
+            C.check_sparse_labels(xp, labels, x.shape[axis], None)
         raise
 
 

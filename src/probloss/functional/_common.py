@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._checks import check_axis, check_not_empty, check_prediction_dtype, check_result_finite, check_same_shape, eager
-from .._compat import _is_array, as_array, is_half, namespace
+from .._compat import _is_array, as_array, dtype_kind, is_half, namespace
 from .._errors import ProblossTypeError
 
 __all__ = ["EPSILON", "Options", "finish", "prepare", "prepare_pair"]
@@ -27,20 +27,22 @@ class Options(NamedTuple):
     ignore_class: int | None = None
 
 
-def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pred")):
+def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pred"), xp=None):
     """Convert the inputs of a loss to one namespace and a compute dtype.
 
     Returns ``(xp, y_true, y_pred, out_dtype)``.  ``y_pred`` must be floating point
     (Python lists of numbers become float32, as in Keras); float16 and bfloat16 are
     computed in float32 and the result is cast back to ``out_dtype``.  ``y_true`` is cast
     to the compute dtype when ``dense_labels`` (Keras casts labels to the prediction's
-    dtype); sparse labels keep their integer dtype.
+    dtype); sparse labels keep their integer dtype.  ``xp`` is the namespace when the
+    caller already knows it.
     """
     true_name, pred_name = names
-    xp = namespace(y_true, y_pred, names=names)
+    if xp is None:
+        xp = namespace(y_true, y_pred, names=names)
     from_list = not _is_array(y_pred)
     y_pred = as_array(y_pred, xp, name=pred_name)
-    if from_list and not xp.isdtype(y_pred.dtype, "real floating"):
+    if from_list and dtype_kind(xp, y_pred.dtype) != "real floating":
         y_pred = xp.astype(y_pred, xp.float32)
     check_prediction_dtype(xp, y_pred, pred_name)
     out_dtype = y_pred.dtype
@@ -49,7 +51,7 @@ def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pr
     check_not_empty(y_pred, pred_name)
     y_true = as_array(y_true, xp, like=y_pred, name=true_name)
     if dense_labels:
-        if xp.isdtype(y_true.dtype, "complex floating"):
+        if dtype_kind(xp, y_true.dtype) == "complex floating":
             msg = f"`{true_name}` must be real; got dtype {y_true.dtype}."
             raise ProblossTypeError(msg)
         if y_true.dtype != y_pred.dtype:  # no N x K copy when already that dtype

@@ -15,6 +15,7 @@ the native ones are tested against.  Each runs its own value checks.
 from __future__ import annotations
 
 from .. import _checks as C
+from .._compat import dtype_kind, is_half
 from .._dispatch import implementation
 from .._errors import LabelFormatError, ProblossTypeError, ShapeError
 from .._ops import clip, log_softmax, logsumexp, softplus, take_along_axis
@@ -255,9 +256,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
 # ---------------------------------------------------------------------------- sparse
 
 
-def prepare_sparse(y_true, y_pred, axis, loss, names=("y_true", "y_pred")):
+def prepare_sparse(y_true, y_pred, axis, loss, names=("y_true", "y_pred"), xp=None):
     """``(xp, labels, p, out_dtype, axis)``: integer labels of ``p``'s shape without ``axis``."""
-    xp, labels, p, out_dtype = prepare(y_true, y_pred, dense_labels=False, names=names)
+    xp, labels, p, out_dtype = prepare(y_true, y_pred, dense_labels=False, names=names, xp=xp)
     axis = C.check_axis(axis, p.ndim, what=names[1])
     if labels.ndim == p.ndim and labels.shape[axis] == 1 and p.shape[axis] != 1:
         labels = xp.squeeze(labels, axis=axis)
@@ -277,10 +278,11 @@ def prepare_sparse(y_true, y_pred, axis, loss, names=("y_true", "y_pred")):
             f"class axis {axis}), or that shape with a trailing 1."
         )
         raise ShapeError(msg)
-    if xp.isdtype(labels.dtype, "bool"):
+    kind = dtype_kind(xp, labels.dtype)
+    if kind == "bool":
         labels = xp.astype(labels, xp.int32)
-    elif not xp.isdtype(labels.dtype, "integral"):
-        if not xp.isdtype(labels.dtype, "real floating"):
+    elif kind != "integral":
+        if kind != "real floating":
             msg = f"{loss}: `{names[0]}` must hold integer class indices; got dtype {labels.dtype}."
             raise ProblossTypeError(msg)
         if C.eager(labels):
@@ -316,6 +318,21 @@ def sparse_values(y_true, y_pred, axis, o: Options):
     if valid is not None:
         loss = xp.where(valid, loss, xp.zeros_like(loss))
     return finish(xp, loss, out_dtype, y_pred=p), valid
+
+
+def sparse_mean_generic(xp, labels, p, axis, o: Options):
+    """The mean over every position of the backend's ``"sparse"`` implementation."""
+    return xp.mean(implementation("sparse", xp)(xp, labels, p, axis, o))
+
+
+def sparse_mean(y_true, y_pred, axis, o: Options, xp=None):
+    """``mean(sparse_categorical_crossentropy(...))``: Keras's default reduction without
+    weights or ``ignore_class``, in one call that a backend may fuse (the classes' path)."""
+    xp, labels, p, out_dtype, axis = prepare_sparse(y_true, y_pred, axis, "sparse_categorical_crossentropy", xp=xp)
+    if is_half(out_dtype):  # as the general path: per-sample values in that dtype, then the mean
+        values = finish(xp, implementation("sparse", xp)(xp, labels, p, axis, o), out_dtype, y_pred=p)
+        return xp.astype(xp.mean(xp.astype(values, xp.float32)), out_dtype)
+    return finish(xp, implementation("sparse_mean", xp)(xp, labels, p, axis, o), out_dtype, y_pred=p)
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, *, epsilon=EPSILON):
