@@ -70,7 +70,12 @@ class set_value_checks(contextlib.ContextDecorator):  # noqa: N801 - reads as a 
 
 def eager(*arrays) -> bool:
     """True when value checks should run on these arrays now."""
-    return value_checks_enabled() and not any(is_traced(a) for a in arrays if a is not None)
+    if not getattr(_state, "enabled", True):
+        return False
+    for a in arrays:  # (a loop, not any(): this runs several times per loss call)
+        if a is not None and is_traced(a):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------- arguments
@@ -225,6 +230,13 @@ def check_finite(xp, x, name: str):
     _raise_nonfinite(xp, x, name)
 
 
+def _scalar(x) -> float:
+    """A 0-d array as a Python float (``item()`` where the library has it: torch warns on
+    ``float()`` of a tensor that requires grad)."""
+    item = getattr(x, "item", None)
+    return item() if item is not None else float(x)
+
+
 def check_result_finite(xp, values, **inputs):
     """The loss came out finite; if not, find the input element that made it so.
 
@@ -234,8 +246,9 @@ def check_result_finite(xp, values, **inputs):
     for scanning the inputs to name the culprit.  ``values`` are concrete (the caller
     tested :func:`eager`).
     """
-    finite = xp.isfinite(values)
-    if bool(finite if values.ndim == 0 else xp.all(finite)):
+    # A 0-d result (a fused mean) is read as a Python float: a tensor op and a read of its
+    # result cost several times more inside a training step.
+    if math.isfinite(_scalar(values)) if values.ndim == 0 else bool(xp.all(xp.isfinite(values))):
         return
     for name, x in inputs.items():
         _raise_nonfinite(xp, x, name)

@@ -40,6 +40,7 @@ Functions run eagerly (:func:`torch.compiler.disable`).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .. import _checks as C
 from ..functional import crossentropy as ce
@@ -384,7 +385,7 @@ def _bce_grad(p, t, eps, out):
 
 
 def _bce_logits_value(x, t, eps):
-    return torch.nn.functional.binary_cross_entropy_with_logits(x, t, reduction="none")
+    return F.binary_cross_entropy_with_logits(x, t, reduction="none")
 
 
 def _bce_logits_grad(x, t, eps, out):
@@ -591,10 +592,18 @@ def sparse_mean(xp, labels, x, axis, o):
 
 
 def _native_sparse(xp, labels, x, axis, reduction):
+    """``F.cross_entropy``, which tests the class indices itself on the CPU; only when it
+    refuses one is our check run, to name the element and say what to do."""
+    check = C.eager(labels, x)
+    if check and x.device.type != "cpu":  # a CUDA kernel asserts instead: check first
+        C.check_sparse_labels(xp, labels, x.shape[axis], None)
     y = labels if labels.dtype == torch.int64 else labels.long()
-    x = _class_dim_1(x, axis)
-    loss = torch.nn.functional.cross_entropy
-    return _checked_by_torch(xp, labels, x, 1, lambda: loss(x, y, reduction=reduction, ignore_index=_NO_IGNORE))
+    try:
+        return F.cross_entropy(_class_dim_1(x, axis), y, reduction=reduction, ignore_index=_NO_IGNORE)
+    except (IndexError, RuntimeError):
+        if check:
+            C.check_sparse_labels(xp, labels, x.shape[axis], None)
+        raise
 
 
 def _checked_by_torch(xp, labels, x, axis, compute):
@@ -631,7 +640,7 @@ def categorical(xp, t, x, axis, o, name="y_true"):
     if _small(x):
         if check:
             ce.check_soft_labels(xp, t, name)
-        return torch.nn.functional.cross_entropy(_class_dim_1(x, axis), _class_dim_1(t, axis), reduction="none")
+        return F.cross_entropy(_class_dim_1(x, axis), _class_dim_1(t, axis), reduction="none")
     x3, t3 = _as_rows(x, axis), _as_rows(t, axis)
     low = torch.empty((), dtype=t.dtype, device=t.device) if check else None
     loss = soft_target_ce(x3, t3, t_min=low).reshape(x.shape[:axis] + x.shape[axis + 1 :]).to(x.dtype)
