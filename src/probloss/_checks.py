@@ -191,23 +191,32 @@ def _value_at(x, pos):
     return _to_host(x)[pos].item()
 
 
-def _any(xp, cond) -> bool:
-    """``any(cond)`` as a Python bool; False when it is abstract (inside a JAX trace).
+def truth(x, default: bool) -> bool:
+    """A 0-d boolean array as a Python bool, or ``default`` when it has no single value.
 
-    Even concrete arrays become tracers inside ``jax.jit`` (every op is staged), so the
-    check looks at the reduced result rather than only at the inputs.
+    That is the case inside ``jax.jit`` (even concrete arrays become tracers there, so
+    the reduced result is tested, not only the inputs) and under ``torch.func.vmap``
+    (one value per batch element, which torch refuses to read out).  The checks are
+    skipped there, as they are while ``torch.compile`` traces.
     """
-    result = xp.any(cond)
-    if is_traced(result):
-        return False
-    return bool(result)
+    if is_traced(x):
+        return default
+    try:
+        return bool(x)
+    except RuntimeError as exc:
+        if "vmap" in str(exc):
+            return default
+        raise
+
+
+def _any(xp, cond) -> bool:
+    """``any(cond)`` as a Python bool; False when it is abstract (see :func:`truth`)."""
+    return truth(xp.any(cond), False)
 
 
 def _holds(scalar) -> bool:
     """A 0-d boolean array as a Python bool; True (nothing to report) when abstract."""
-    if is_traced(scalar):
-        return True
-    return bool(scalar)
+    return truth(scalar, True)
 
 
 def _error_for(name: str):
@@ -230,13 +239,6 @@ def check_finite(xp, x, name: str):
     _raise_nonfinite(xp, x, name)
 
 
-def _scalar(x) -> float:
-    """A 0-d array as a Python float (``item()`` where the library has it: torch warns on
-    ``float()`` of a tensor that requires grad)."""
-    item = getattr(x, "item", None)
-    return item() if item is not None else float(x)
-
-
 def check_result_finite(xp, values, **inputs):
     """The loss came out finite; if not, find the input element that made it so.
 
@@ -246,9 +248,17 @@ def check_result_finite(xp, values, **inputs):
     for scanning the inputs to name the culprit.  ``values`` are concrete (the caller
     tested :func:`eager`).
     """
-    # A 0-d result (a fused mean) is read as a Python float: a tensor op and a read of its
-    # result cost several times more inside a training step.
-    if math.isfinite(_scalar(values)) if values.ndim == 0 else bool(xp.all(xp.isfinite(values))):
+    if values.ndim == 0 and hasattr(values, "detach"):
+        # A torch 0-d result (a fused mean) is read as a Python float: a tensor op and a
+        # read of its result cost several times more inside a training step.
+        try:
+            if math.isfinite(values.detach().item()):
+                return
+        except RuntimeError as exc:  # torch.func.vmap: no single value to read
+            if "vmap" in str(exc):
+                return
+            raise
+    elif truth(xp.all(xp.isfinite(values)), True):
         return
     for name, x in inputs.items():
         _raise_nonfinite(xp, x, name)

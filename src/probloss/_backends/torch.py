@@ -170,7 +170,7 @@ class SparseCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, y, weight, smooth, inplace, chunk):
+    def forward(x, y, weight, smooth, inplace, chunk):
         rows = chunk_rows(x, chunk)
         dt = _stat_dtype(x)
         if weight is not None:
@@ -195,9 +195,22 @@ class SparseCE(torch.autograd.Function):
         nll.neg_()
         if smooth:
             smoothing.neg_()
-        ctx.save_for_backward(x, y, weight)
-        ctx.rows, ctx.smooth, ctx.inplace = rows, smooth, inplace
         return (nll, smoothing) if smooth else nll
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, y, weight, smooth, inplace, chunk = inputs
+        if weight is not None:
+            weight = weight.to(device=x.device, dtype=_stat_dtype(x))
+        ctx.save_for_backward(x, y, weight)
+        ctx.rows, ctx.smooth, ctx.inplace = chunk_rows(x, chunk), smooth, inplace
+
+    @staticmethod
+    def vmap(info, in_dims, x, y, weight, smooth, inplace, chunk):
+        _refuse_batched(in_dims[2:], inplace)
+        x, y = _rows_of_batches(info.batch_size, (x, in_dims[0]), (y, in_dims[1]))
+        out = SparseCE.apply(x, y, weight, smooth, False, chunk)
+        return _split_batches(info.batch_size, out), (0, 0) if smooth else 0
 
     @staticmethod
     def backward(ctx, g1, *rest):
@@ -305,17 +318,30 @@ class SoftTargetCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, t, weight, eps, inplace, chunk, t_min):
+    def forward(x, t, weight, eps, inplace, chunk, t_min):
         rows = chunk_rows(x, chunk)
         if weight is not None:
             weight = weight.to(device=x.device, dtype=_stat_dtype(x))
-        loss, coef = _soft_ce_chunks(x, t, weight, eps, rows, t_min)
-        ctx.save_for_backward(x, t, coef, weight)
-        ctx.rows, ctx.inplace, ctx.eps = rows, inplace, eps
-        return loss
+        return _soft_ce_chunks(x, t, weight, eps, rows, t_min)  # (loss, c): c is for backward
 
     @staticmethod
-    def backward(ctx, g):
+    def setup_context(ctx, inputs, output):
+        x, t, weight, eps, inplace, chunk, _ = inputs
+        if weight is not None:
+            weight = weight.to(device=x.device, dtype=_stat_dtype(x))
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(x, t, output[1], weight)
+        ctx.rows, ctx.inplace, ctx.eps = chunk_rows(x, chunk), inplace, eps
+
+    @staticmethod
+    def vmap(info, in_dims, x, t, weight, eps, inplace, chunk, t_min):
+        _refuse_batched(in_dims[2:], inplace)
+        x, t = _rows_of_batches(info.batch_size, (x, in_dims[0]), (t, in_dims[1]))
+        out = SoftTargetCE.apply(x, t, weight, eps, False, chunk, t_min)
+        return _split_batches(info.batch_size, out), (0, 0)
+
+    @staticmethod
+    def backward(ctx, g, _):
         x, t, coef, weight = ctx.saved_tensors
         rows, eps = ctx.rows, ctx.eps
         if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable forward
@@ -449,7 +475,7 @@ class RowReduce(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, p, t, kind, eps, mean, chunk):
+    def forward(p, t, kind, eps, mean, chunk):
         rows = chunk_rows(p, chunk)
         value = ELEMENTWISE[kind][0]
         out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
@@ -458,9 +484,18 @@ class RowReduce(torch.autograd.Function):
             torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
         if mean:
             out.div_(p.shape[1])
-        ctx.save_for_backward(p, t)
-        ctx.kind, ctx.eps, ctx.mean, ctx.rows = kind, eps, mean, rows
         return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        p, t, kind, eps, mean, chunk = inputs
+        ctx.save_for_backward(p, t)
+        ctx.kind, ctx.eps, ctx.mean, ctx.rows = kind, eps, mean, chunk_rows(p, chunk)
+
+    @staticmethod
+    def vmap(info, in_dims, p, t, kind, eps, mean, chunk):
+        p, t = _rows_of_batches(info.batch_size, (p, in_dims[0]), (t, in_dims[1]))
+        return _split_batches(info.batch_size, RowReduce.apply(p, t, kind, eps, mean, chunk)), 0
 
     @staticmethod
     def backward(ctx, g):
@@ -498,7 +533,39 @@ def soft_target_ce(x, t, weight=None, eps=0.0, inplace=False, chunk=None, t_min=
 
     ``t_min``, a 0-d tensor of ``t``'s dtype and device, receives ``min(t)``.
     """
-    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min)
+    return SoftTargetCE.apply(x, t, weight, float(eps), inplace, chunk, t_min)[0]
+
+
+# -------------------------------------------------------------------------------- vmap
+# Under torch.func.vmap every Function sees the batch as more rows: the batch dimension
+# goes first, batch and rows are flattened into one dimension, and the per-row results
+# are split back.
+
+
+def _rows_of_batches(batch_size, *pairs):
+    """Each ``(tensor, batch_dim)`` as ``(batch * A, ...)``: batched along dim 0, merged."""
+    out = []
+    for x, dim in pairs:
+        x = x.expand(batch_size, *x.shape) if dim is None else x.movedim(dim, 0)
+        out.append(x.reshape((batch_size * x.shape[1],) + tuple(x.shape[2:])))
+    return out
+
+
+def _split_batches(batch_size, out):
+    if isinstance(out, tuple):
+        return tuple(_split_batches(batch_size, o) for o in out)
+    return out.reshape((batch_size, out.shape[0] // batch_size) + tuple(out.shape[1:]))
+
+
+def _refuse_batched(dims, inplace):
+    from .._errors import ArgumentError
+
+    if any(d is not None for d in dims):
+        msg = "torch.func.vmap over class weights is not supported; vmap over the logits and targets only."
+        raise ArgumentError(msg)
+    if inplace:
+        msg = "`inplace_backward=True` cannot be used under torch.func.vmap (the batch is not one buffer); leave it False."
+        raise ArgumentError(msg)
 
 
 # ------------------------------------------------------------------------ second order
@@ -644,7 +711,7 @@ def categorical(xp, t, x, axis, o, name="y_true"):
     x3, t3 = _as_rows(x, axis), _as_rows(t, axis)
     low = torch.empty((), dtype=t.dtype, device=t.device) if check else None
     loss = soft_target_ce(x3, t3, t_min=low).reshape(x.shape[:axis] + x.shape[axis + 1 :]).to(x.dtype)
-    if check and not low.item() >= 0:  # a negative (or NaN) label: name it
+    if check and not C.truth(low >= 0, True):  # a negative (or NaN) label: name it
         ce.check_soft_labels(xp, t, name)
     return loss
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .._backends.torch import SMALL_ELEMENTS, soft_target_ce, sparse_ce
+from .. import _checks as C
 from .._checks import value_checks_enabled
 from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
 
@@ -215,7 +216,7 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
     y = y.reshape((n_rows,) if x.ndim == 2 else (n_rows, b)).long()
     if check_values:
         bad = (y != ignore_index) & ((y < 0) | (y >= num_classes))
-        if bool(bad.any()):
+        if C.truth(bad.any(), False):
             value = int(y[bad][0])
             msg = (
                 f"cross_entropy: `target` holds class index {value}, but `input` has {num_classes} classes "
