@@ -131,14 +131,14 @@ def is_half(dtype) -> bool:
 
 
 def is_traced(x: Any) -> bool:
-    """True while ``x`` is an abstract value: a JAX tracer, or torch under compile.
+    """True while ``x`` is an abstract value: a JAX tracer, torch under compile, a meta tensor.
 
     Value checks (label ranges, NaN) need concrete numbers, so they are skipped then.
     """
     module = type(x).__module__
     if module.startswith("torch"):
         torch = sys.modules["torch"]
-        return bool(torch.compiler.is_compiling()) or bool(torch.jit.is_tracing())
+        return x.is_meta or bool(torch.compiler.is_compiling()) or bool(torch.jit.is_tracing())
     if "jax" in module:
         import jax
 
@@ -150,9 +150,19 @@ def as_array(x: Any, xp, *, like: Any = None, dtype=None, name: str = "input"):
     """Convert ``x`` to an array of namespace ``xp``.
 
     Lists and scalars are converted on the device of ``like``.  Strings, dicts and
-    other objects raise :class:`ProblossTypeError` naming ``name``.
+    other objects raise :class:`ProblossTypeError` naming ``name``, and so do sparse torch
+    tensors.  NumPy arrays in the other byte order (``'>f4'`` on this machine) are
+    converted to the native one, which NumPy's own functions require.
     """
     if _is_array(x):
+        if type(x) is np.ndarray and not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))
+        elif type(x).__module__.startswith("torch") and x.layout is not sys.modules["torch"].strided:
+            msg = (
+                f"`{name}` is a {x.layout} torch tensor; probloss computes on dense tensors. "
+                f"Convert it first with `{name}.to_dense()`."
+            )
+            raise ProblossTypeError(msg)
         return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
     if isinstance(x, (str, bytes, dict, set)) or x is None:
         msg = (

@@ -405,7 +405,7 @@ def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1):
     """
     names = ("labels", "logits")
     xp, t, x, out_dtype, axis = prepare_categorical(labels, logits, axis, "softmax_cross_entropy_with_logits", names)
-    values = implementation("categorical", xp)(xp, t, x, axis, _LOGITS)
+    values = implementation("categorical", xp)(xp, t, x, axis, _LOGITS, name="labels")
     return finish(xp, values, out_dtype, labels=t, logits=x)
 
 

@@ -101,6 +101,7 @@ def cross_entropy(
     """
     if (
         type(input) is torch.Tensor
+        and input.layout is torch.strided
         and input.device.type == "cpu"
         and input.numel() < SMALL_ELEMENTS
         and (target.dtype == torch.int64 or target.dtype == input.dtype)
@@ -155,6 +156,10 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         msg = f"cross_entropy: `input` and `target` must be torch tensors; got {type(input).__name__} and {type(target).__name__}."
         raise ProblossTypeError(msg)
+    for name, t in (("input", input), ("target", target)):
+        if t.layout is not torch.strided:
+            msg = f"cross_entropy: `{name}` is a {t.layout} tensor; this loss takes dense tensors: pass `{name}.to_dense()`."
+            raise ProblossTypeError(msg)
     if reduction not in _REDUCTIONS:
         msg = f"cross_entropy: `reduction` must be one of 'mean', 'sum', 'none'; got {reduction!r}."
         raise ArgumentError(msg)
