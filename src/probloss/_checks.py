@@ -170,9 +170,31 @@ def check_same_shape(y_true, y_pred, loss: str, *, hint: str = ""):
 
 
 def _first_bad(xp, bad):
-    """Index (tuple) of the first True element of the boolean array ``bad``."""
+    """Index (tuple) of the first True element of the boolean array ``bad`` (a small one)."""
     pos = np.argwhere(_to_host(bad))
     return tuple(int(i) for i in pos[0]) if len(pos) else None
+
+
+_FIND_ELEMENTS = 1 << 20  # elements per block when an error locates the bad element
+
+
+def _find(xp, x, bad_of):
+    """``(index, value)`` of the first element of ``x`` where ``bad_of`` holds, or ``None``.
+
+    ``x`` is read a block of rows (about a million elements) at a time and the search
+    stops at the first block with a bad element, so locating it for an error message
+    takes a few MB however big ``x`` is, not a boolean copy of it.
+    """
+    if x.ndim == 0:
+        return ((), _value_at(x, ())) if _any(xp, bad_of(x)) else None
+    rows = max(1, _FIND_ELEMENTS // max(1, math.prod(x.shape[1:])))
+    for start in range(0, x.shape[0], rows):
+        bad = bad_of(x[start : min(start + rows, x.shape[0])])
+        if _any(xp, bad):
+            pos = _first_bad(xp, bad)
+            pos = (pos[0] + start,) + pos[1:]
+            return pos, _value_at(x, pos)
+    return None
 
 
 def _to_host(x) -> np.ndarray:
@@ -188,7 +210,8 @@ def _to_host(x) -> np.ndarray:
 
 
 def _value_at(x, pos):
-    return _to_host(x)[pos].item()
+    """The element of ``x`` at ``pos`` as a Python number (indexed before any copy)."""
+    return _to_host(x[pos]).item()
 
 
 def truth(x, default: bool) -> bool:
@@ -224,11 +247,11 @@ def _error_for(name: str):
 
 
 def _raise_nonfinite(xp, x, name: str):
-    bad = ~xp.isfinite(x)
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
+    found = _find(xp, x, lambda block: ~xp.isfinite(block))
+    if found is not None:
+        pos, value = found
         msg = (
-            f"`{name}` contains {_value_at(x, pos)} at index {pos}; losses need finite inputs. "
+            f"`{name}` contains {value} at index {pos}; losses need finite inputs. "
             "Find where the NaN/inf first appears upstream (a division by zero, log(0), an overflow)."
         )
         raise _error_for(name)(msg)
@@ -313,10 +336,13 @@ def _in_range(xp, x, lo, hi) -> bool:
 
 def _raise_out_of_range(xp, x, name, lo, hi, why):
     _raise_nonfinite(xp, x, name)
-    bad = (x < lo) if hi is None else ((x > hi) if lo is None else (x < lo) | (x > hi))
-    pos = _first_bad(xp, bad)
+
+    def bad_of(b):
+        return (b < lo) if hi is None else ((b > hi) if lo is None else (b < lo) | (b > hi))
+
+    pos, value = _find(xp, x, bad_of)
     bounds = f"[{lo:g}, {hi:g}]" if lo is not None and hi is not None else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
-    msg = f"`{name}` holds {_value_at(x, pos):g} at index {pos}, but it must be {bounds}: {why}"
+    msg = f"`{name}` holds {value:g} at index {pos}, but it must be {bounds}: {why}"
     raise _error_for(name)(msg)
 
 
