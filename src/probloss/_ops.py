@@ -8,8 +8,6 @@ no boolean indexing, no item assignment).  Native kernels live in
 
 from __future__ import annotations
 
-import math
-
 from ._compat import is_torch
 
 __all__ = [
@@ -118,5 +116,3 @@ def _device(x):
 
     return device_of(x)
 
-
-LOG_2PI = math.log(2.0 * math.pi)

@@ -98,10 +98,6 @@ def _alpha_array(alpha, xp, like, axis: int):
     return xp.reshape(a, (num_classes,) + (1,) * (like.ndim - 1 - axis))
 
 
-def _alpha_config(alpha):
-    return alpha if isinstance(alpha, numbers.Real) else [float(a) for a in alpha]
-
-
 def categorical_focal_crossentropy(
     y_true,
     y_pred,
