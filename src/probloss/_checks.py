@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from ._compat import is_floating, is_numpy, is_torch, is_traced
+from ._compat import dtype_kind, is_numpy, is_torch, is_traced
 from ._errors import (
     ArgumentError,
     LabelFormatError,
@@ -139,12 +139,18 @@ def check_ignore_class(value):
 
 
 def check_prediction_dtype(xp, y_pred, name: str = "y_pred"):
-    if not is_floating(xp, y_pred.dtype):
-        msg = (
-            f"`{name}` must be floating point (probabilities or logits); got dtype {y_pred.dtype}. "
-            f"Cast it first, e.g. `{name}.astype('float32')`; integer predictions are almost always a bug."
-        )
-        raise ProblossTypeError(msg)
+    kind = dtype_kind(xp, y_pred.dtype)
+    if kind == "real floating":
+        return
+    if kind == "other":  # e.g. ml_dtypes' bfloat16 in a NumPy array
+        why = f"{xp.__name__} does not compute in {y_pred.dtype}"
+    else:
+        why = "integer predictions are almost always a bug"
+    msg = (
+        f"`{name}` must be floating point (probabilities or logits); got dtype {y_pred.dtype}. "
+        f"Cast it first, e.g. `{name}.astype('float32')`: {why}."
+    )
+    raise ProblossTypeError(msg)
 
 
 def check_not_empty(x, name: str):

@@ -106,7 +106,11 @@ def dtype_kind(xp, dtype) -> str:
     key = (type(dtype), dtype)  # the type first: some libraries warn when their dtypes meet NumPy's
     kind = _KIND_OF.get(key)
     if kind is None:
-        kind = _KIND_OF[key] = next((k for k in _KINDS if xp.isdtype(dtype, k)), "other")
+        try:
+            kind = next((k for k in _KINDS if xp.isdtype(dtype, k)), "other")
+        except TypeError:  # a dtype the library does not know, e.g. ml_dtypes' bfloat16 in NumPy
+            kind = "other"
+        _KIND_OF[key] = kind
     return kind
 
 

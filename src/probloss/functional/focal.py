@@ -79,10 +79,24 @@ def binary_focal_crossentropy(
         p = sigmoid(p, xp)
     bce = ce._binary_elementwise(xp, t, p, False, o.epsilon)
     p_t = t * p + (1.0 - t) * (1.0 - p)
-    focal = (1.0 - p_t) ** gamma * bce
+    focal = _power(1.0 - p_t, gamma, xp) * bce
     if apply_class_balancing:
         focal = (t * alpha + (1.0 - t) * (1.0 - alpha)) * focal
     return finish(xp, xp.mean(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
+
+
+def _power(base, gamma: float, xp):
+    """``base ** gamma`` for ``base >= 0`` whose gradient is 0, not NaN, where ``base == 0``.
+
+    A confident, correct prediction (a probability of exactly 1, or a logit of 17 or more,
+    whose float32 sigmoid rounds to 1) gives ``base = 0``; for ``gamma < 1`` the derivative
+    of ``base ** gamma`` is infinite there and autodiff would multiply it by 0.  The loss
+    itself is 0 there to first order, so its true gradient is 0: the power is taken of a
+    positive stand-in and the value at 0 is put back with ``where``.
+    """
+    zero = base <= 0
+    safe = xp.where(zero, xp.ones_like(base), base)
+    return xp.where(zero, xp.zeros_like(base) if gamma > 0 else xp.ones_like(base), safe**gamma)
 
 
 def _alpha_array(alpha, xp, like, axis: int):

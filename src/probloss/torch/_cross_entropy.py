@@ -13,12 +13,30 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._backends.torch import SMALL_ELEMENTS, soft_target_ce, sparse_ce
 from .. import _checks as C
+from .._backends.torch import SMALL_ELEMENTS, soft_target_ce, sparse_ce
 from .._checks import value_checks_enabled
 from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
 
 __all__ = ["cross_entropy"]
+
+
+# The drop-in's errors are also instances of what F.cross_entropy raises for the same input,
+# so code written against torch (``except RuntimeError``) still catches them.
+class CrossEntropyArgumentError(ArgumentError, RuntimeError):
+    """An argument of :func:`cross_entropy` is out of its domain (torch: ``RuntimeError``)."""
+
+
+class CrossEntropyTypeError(ProblossTypeError, RuntimeError):
+    """A tensor of :func:`cross_entropy` has the wrong dtype (torch: ``RuntimeError``)."""
+
+
+class CrossEntropyShapeError(ShapeError, RuntimeError):
+    """Shapes of :func:`cross_entropy`'s tensors do not fit (torch: ``RuntimeError``)."""
+
+
+class CrossEntropyLabelError(LabelValueError, IndexError, RuntimeError):
+    """A class index is out of range (torch: ``IndexError`` on the CPU, ``RuntimeError`` on CUDA)."""
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -83,13 +101,20 @@ def cross_entropy(
 
     Notes
     -----
-    Memory: forward keeps one float32 log-sum-exp per position; backward writes the
-    gradient in one buffer, one chunk of rows at a time.  ``F.cross_entropy`` keeps the
-    ``N x C`` log-softmax and allocates two more ``N x C`` buffers in backward.
-    With value checks on (:func:`probloss.set_value_checks`), class indices outside
-    ``[0, C)`` raise :class:`probloss.LabelValueError` (torch raises ``IndexError`` on
-    CPU and asserts on CUDA).  Under ``torch.compile`` the kernel runs eagerly (a graph
-    break).  Double backward is not supported.
+    Inputs of fewer than 65,536 elements on the CPU (without ``inplace_backward`` or
+    ``chunk_size``) go to ``F.cross_entropy`` itself: there it is the fastest, and the
+    numbers are torch's.  Bigger inputs take the chunked kernels.  Memory: forward keeps
+    one float32 log-sum-exp per position; backward writes the gradient in one buffer, one
+    chunk of rows at a time.  ``F.cross_entropy`` keeps the ``N x C`` log-softmax and
+    allocates two more ``N x C`` buffers in backward.  Gradients of every order are exact,
+    and ``torch.func`` transforms work.  Under ``torch.compile`` the chunked kernels run
+    eagerly (a graph break).
+
+    Errors say what to do, and are also instances of what ``F.cross_entropy`` raises for
+    the same input (``RuntimeError``, ``ValueError``, ``IndexError``), so code written for
+    torch still catches them.  With value checks on (:func:`probloss.set_value_checks`),
+    class indices outside ``[0, C)`` raise a :class:`probloss.LabelValueError` (torch
+    raises ``IndexError`` on the CPU and asserts on CUDA).
 
     Examples
     --------
@@ -165,14 +190,14 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
         raise ArgumentError(msg)
     if isinstance(label_smoothing, bool) or not 0.0 <= float(label_smoothing) <= 1.0:
         msg = f"cross_entropy: `label_smoothing` must be a number in [0, 1]; got {label_smoothing!r}."
-        raise ArgumentError(msg)
+        raise CrossEntropyArgumentError(msg)
     eps = float(label_smoothing)
     if not input.is_floating_point():
         msg = f"cross_entropy: `input` must hold floating-point logits; got dtype {input.dtype}."
-        raise ProblossTypeError(msg)
+        raise CrossEntropyTypeError(msg)
     if input.ndim == 0:
         msg = "cross_entropy: `input` must have shape (C,), (N, C) or (N, C, d1, ...); got a 0-d tensor."
-        raise ShapeError(msg)
+        raise CrossEntropyShapeError(msg)
     squeeze = input.ndim == 1
     x = input.unsqueeze(0) if squeeze else input
     num_classes = x.shape[1]
@@ -182,7 +207,7 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
                 f"cross_entropy: `weight` must be a floating tensor of shape ({num_classes},), one weight "
                 f"per class; got {weight.dtype} of shape {tuple(weight.shape)}."
             )
-            raise ShapeError(msg)
+            raise CrossEntropyShapeError(msg)
         weight = weight.to(device=x.device)
     n_rows = x.shape[0]
     spatial = tuple(x.shape[2:])
@@ -195,13 +220,13 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
                 f"cross_entropy: `target` has `input`'s shape {tuple(input.shape)}, so it is read as class "
                 f"probabilities, which must be floating point; got {target.dtype}."
             )
-            raise ProblossTypeError(msg)
+            raise CrossEntropyTypeError(msg)
         if ignore_index >= 0:
             msg = (
                 f"cross_entropy: `ignore_index`={ignore_index} is not supported with probability targets "
                 "(as in torch); leave it at the default -100, or give class indices."
             )
-            raise ArgumentError(msg)
+            raise CrossEntropyArgumentError(msg)
         return x3, None, weight, eps, squeeze, None
     expected = (n_rows,) + spatial
     y = target.unsqueeze(0) if squeeze else target
@@ -211,13 +236,13 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
             f"{tuple(input.shape)}: class indices need shape {expected[1:] if squeeze else expected} "
             f"(input without its class axis 1), probabilities need {tuple(input.shape)}."
         )
-        raise ShapeError(msg)
+        raise CrossEntropyShapeError(msg)
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         msg = (
             f"cross_entropy: class-index `target` must be an integer tensor; got {target.dtype}. "
             "Cast it with `.long()`, or give probabilities of `input`'s shape."
         )
-        raise ProblossTypeError(msg)
+        raise CrossEntropyTypeError(msg)
     y = y.reshape((n_rows,) if x.ndim == 2 else (n_rows, b)).long()
     if check_values:
         bad = (y != ignore_index) & ((y < 0) | (y >= num_classes))
@@ -227,7 +252,7 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
                 f"cross_entropy: `target` holds class index {value}, but `input` has {num_classes} classes "
                 f"(axis 1), so indices must be in [0, {num_classes - 1}] or equal `ignore_index`={ignore_index}."
             )
-            raise LabelValueError(msg)
+            raise CrossEntropyLabelError(msg)
     return x3, y, weight, eps, squeeze, expected
 
 
