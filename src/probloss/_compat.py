@@ -35,6 +35,8 @@ _BY_TYPE: dict[type, Any] = {}  # array type -> its namespace, learned on first 
 
 
 def _is_array(x: Any) -> bool:
+    if type(x) in _BY_TYPE:  # an array type seen before (also keeps torch.compile off
+        return True  # array_api_compat's cached helpers, which Dynamo warns about)
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (bool, int, float))
 
 
@@ -48,8 +50,16 @@ def namespace(*args: Any, names: tuple[str, ...] = ()):
     """
     kinds = {type(a) for a in args if a is not None}
     if len(kinds) == 1:
-        xp = _BY_TYPE.get(next(iter(kinds)))
+        kind = next(iter(kinds))
+        xp = _BY_TYPE.get(kind)
         if xp is not None:
+            return xp
+        if kind.__module__.startswith("torch") and issubclass(kind, sys.modules["torch"].Tensor):
+            # Named directly: the first call may come while torch.compile traces, where
+            # array_api_compat's cached helpers would make Dynamo warn.
+            import array_api_compat.torch as xp
+
+            _BY_TYPE[kind] = xp
             return xp
     arrays = [a for a in args if a is not None and _is_array(a)]
     if not arrays:
