@@ -5,7 +5,8 @@ makes one lookup here and calls what it gets with one signature::
 
     impl(xp, y_true, y_pred, axis, options) -> per-sample losses
 
-where ``options`` is a :class:`probloss.functional._common.Options`.  Each
+where ``options`` is a :class:`probloss.functional._common.Options` (CTC has its own
+``y_true`` and options types).  Each
 implementation runs its own value checks, so nothing is passed back and no caller
 "falls back": what the table names is what runs.
 
@@ -65,6 +66,12 @@ TABLE: dict[str, dict[str, str]] = {
         "generic": _G + "poisson:poisson_generic",
         "numpy": _B + "numpy:poisson",
         "torch": _B + "torch:poisson",
+    },
+    # y_true is a CTCTargets (labels and lengths), options a CTCOptions (see functional/ctc.py)
+    "ctc": {
+        "generic": _G + "ctc:ctc_generic",
+        "torch": _B + "torch:ctc",
+        "jax": _B + "jax:ctc",
     },
 }
 

@@ -1,4 +1,4 @@
-"""JAX implementations of the softmax cross-entropies from logits.
+"""JAX implementations: the softmax cross-entropies from logits, and CTC's time loop.
 
 XLA fuses the generic formula well once a caller's step is jitted; eagerly, each
 ``xp.*`` call of the generic formula is a dispatch of its own.  These are the same
@@ -19,8 +19,9 @@ import jax.numpy as jnp
 
 from .. import _checks as C
 from ..functional import crossentropy as ce
+from ..functional.ctc import ctc_generic, from_loglik, loglik
 
-__all__ = ["categorical", "sparse"]
+__all__ = ["categorical", "ctc", "sparse"]
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -50,3 +51,16 @@ def categorical(xp, t, x, axis, o, name="y_true"):
     if C.eager(t, x):
         ce.check_soft_labels(xp, t, name)
     return _soft_from_logits(ce.smooth_categorical(t, o.label_smoothing, x.shape[axis]), x, axis)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _ctc_loglik(lp, labels, input_lengths, label_lengths, blank):
+    return loglik(jnp, lp, labels, input_lengths, label_lengths, blank, jax.lax.scan)
+
+
+def ctc(xp, targets, lp, axis, o):
+    """CTC's recursion with the time loop as a ``jax.lax.scan``, compiled once per shape."""
+    if lp.shape[1] == 0:  # no frames: nothing to scan
+        return ctc_generic(xp, targets, lp, axis, o)
+    ll = _ctc_loglik(lp, targets.labels, targets.input_lengths, targets.label_lengths, o.blank)
+    return from_loglik(xp, ll, o.zero_infinity)

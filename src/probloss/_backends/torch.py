@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from ..functional import crossentropy as ce
 from ..functional import divergence
+from ..functional.ctc import LOG_ZERO, ctc_generic
 from ..functional.poisson import check_poisson, poisson_generic
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "binary",
     "categorical",
     "chunk_rows",
+    "ctc",
     "kl_divergence",
     "poisson",
     "row_reduce",
@@ -775,3 +777,37 @@ def _unchecked(generic):
             return generic(xp, t, p, axis, o)
 
     return run
+
+
+# exp() of log-probabilities is capped in the gradient correction of ``ctc``, so that
+# garbage inputs (log-"probabilities" > 60) cannot overflow the value.
+_EXP_CAP = 60.0
+
+
+def ctc(xp, targets, lp, axis, o):
+    """PyTorch's CTC kernel, made to match the generic recursion exactly.
+
+    ``torch._ctc_loss(..., zero_infinity=True)`` returns ``inf`` for impossible rows but a
+    zero gradient for them, which is the generic path's behaviour.  The kernel's gradient
+    with respect to ``lp`` is ``exp(lp) - posterior`` on valid frames (right after a
+    ``log_softmax``, whose backward removes the ``exp(lp)`` part); for free
+    log-probabilities a term whose value is exactly 0 and whose gradient is ``-exp(lp)``
+    on valid frames of possible rows restores the true derivative ``-posterior``.
+    """
+    labels, input_lengths, label_lengths = targets
+    B, T, _ = lp.shape
+    if B == 0 or T == 0:  # the kernel refuses empty inputs
+        return ctc_generic(xp, targets, lp, axis, o)
+    S = labels.shape[1]
+    in_label = torch.arange(S, device=lp.device)[None, :] < label_lengths[:, None]
+    targets = torch.where(in_label, labels, torch.zeros_like(labels)).long()
+    lp = lp.clamp(min=LOG_ZERO)  # the kernel's gradient is NaN at -inf log-probabilities
+    nll, _ = torch._ctc_loss(lp.transpose(0, 1), targets, input_lengths.long(), label_lengths.long(), o.blank, True)
+    impossible = torch.isinf(nll)
+    if o.free_log_probs:
+        valid = (torch.arange(T, device=lp.device)[None, :] < input_lengths[:, None])[:, :, None]
+        mass = torch.where(valid, lp.clamp(max=_EXP_CAP).exp(), torch.zeros_like(lp)).sum(dim=(1, 2))
+        nll = nll - torch.where(impossible, torch.zeros_like(mass), mass - mass.detach())
+    if o.zero_infinity:
+        nll = torch.where(impossible, torch.zeros_like(nll), nll)
+    return nll

@@ -38,22 +38,24 @@ Implementation choices (also in ``docs/ctc.md``):
   final value is read at positions ``2L`` and ``2L - 1``.  Padded labels become blanks.
   No Python branch depends on array values, so the code traces under ``jax.jit`` and
   ``torch.compile``.
-* Native paths (``native=True``, the default): on PyTorch the recursion is PyTorch's
-  own CTC kernel (``torch._ctc_loss``), with a zero-valued correction term so that the
-  gradient with respect to log-probabilities is the true derivative (PyTorch's kernel
-  returns ``softmax - posterior``, which is only right after a ``log_softmax``); on JAX
-  the time loop is a ``jax.lax.scan`` inside a cached ``jax.jit``.  ``native=False``
-  runs the generic array-API recursion (needed e.g. for double backward in PyTorch).
-  The test suite checks that both paths agree in value and gradient.
+* Native paths (``native=True``, the default) come from :mod:`probloss._dispatch`: on
+  PyTorch the recursion is PyTorch's own CTC kernel, with a zero-valued correction term
+  so that the gradient with respect to log-probabilities is the true derivative; on JAX
+  the time loop is a ``jax.lax.scan`` inside a cached ``jax.jit`` (see
+  :mod:`probloss._backends`).  ``native=False`` runs :func:`ctc_generic`, the array-API
+  recursion (needed e.g. for double backward in PyTorch).  The test suite checks that
+  both paths agree in value and gradient.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple
 
 from .. import _checks as C
 from .._compat import _is_array, as_array, device_of, is_half, is_jax, is_torch, is_traced, namespace
+from .._dispatch import implementation
 from .._errors import ArgumentError, LabelFormatError, LabelValueError, PredictionValueError, ProblossTypeError, ShapeError
 from .._ops import log_softmax
 
@@ -68,9 +70,6 @@ LOG_ZERO = -1e30
 IMPOSSIBLE_BELOW = -1e29
 """A final log-likelihood below this means that no alignment exists."""
 
-# exp() of log-probabilities is capped here in the gradient correction of the PyTorch
-# path, so that garbage inputs (log-"probabilities" > 60) cannot overflow the value.
-_EXP_CAP = 60.0
 
 
 # ------------------------------------------------------------------------- public API
@@ -347,27 +346,46 @@ def ctc_loss(
 # ---------------------------------------------------------------------- the recursion
 
 
-def _ctc_nll(xp, lp, labels, input_lengths, label_lengths, blank, zero_infinity, free_log_probs, native):
-    """Per-sequence NLL ``(B,)`` from log-probabilities ``lp`` of shape ``(B, T, C)``.
+class CTCTargets(NamedTuple):
+    """The label side of CTC for the dispatch table: padded labels and both lengths."""
 
-    ``free_log_probs``: ``lp`` is a leaf (not a ``log_softmax`` output made here), so the
-    PyTorch path must correct its kernel's gradient.
+    labels: object
+    input_lengths: object
+    label_lengths: object
+
+
+class CTCOptions(NamedTuple):
+    """CTC's options for the dispatch table.
+
+    ``free_log_probs``: the log-probabilities are the caller's own (not a ``log_softmax``
+    made here), which matters to the gradient of torch's kernel.
     """
+
+    blank: int = 0
+    zero_infinity: bool = False
+    free_log_probs: bool = False
+
+
+def _ctc_nll(xp, lp, labels, input_lengths, label_lengths, blank, zero_infinity, free_log_probs, native):
+    """Per-sequence NLL ``(B,)`` from log-probabilities ``lp`` of shape ``(B, T, C)``, by the
+    implementation the dispatch table names (``native=False``: the generic recursion)."""
+    impl = implementation("ctc", xp) if native else ctc_generic
+    return impl(xp, CTCTargets(labels, input_lengths, label_lengths), lp, 2, CTCOptions(blank, zero_infinity, free_log_probs))
+
+
+def ctc_generic(xp, targets, lp, axis, o: CTCOptions):
+    """The alpha recursion with a Python loop over time (the dispatch signature; ``axis``
+    is the class axis, always the last)."""
+    labels, input_lengths, label_lengths = targets
     B, T, _ = lp.shape
-    if native and T > 0 and B > 0 and is_torch(xp):  # the kernel refuses empty inputs
-        return _torch_nll(lp, labels, input_lengths, label_lengths, blank, zero_infinity, free_log_probs)
     if T == 0:  # no frames: probability 1 for an empty label sequence, 0 otherwise
-        loglik = xp.where(label_lengths == 0, xp.zeros((B,), dtype=lp.dtype, device=device_of(lp)), _full(xp, lp, (B,), LOG_ZERO))
-        loglik = loglik + 0.0 * xp.sum(lp, axis=(1, 2))  # keep the graph connected
-        return _from_loglik(xp, loglik, zero_infinity)
-    if native and is_jax(xp):
-        loglik = _jax_loglik()(lp, labels, input_lengths, label_lengths, blank)
-    else:
-        loglik = _loglik(xp, lp, labels, input_lengths, label_lengths, blank, None)
-    return _from_loglik(xp, loglik, zero_infinity)
+        empty = xp.where(label_lengths == 0, xp.zeros((B,), dtype=lp.dtype, device=device_of(lp)), _full(xp, lp, (B,), LOG_ZERO))
+        empty = empty + 0.0 * xp.sum(lp, axis=(1, 2))  # keep the graph connected
+        return from_loglik(xp, empty, o.zero_infinity)
+    return from_loglik(xp, loglik(xp, lp, labels, input_lengths, label_lengths, o.blank, None), o.zero_infinity)
 
 
-def _loglik(xp, lp, labels, input_lengths, label_lengths, blank, scan):
+def loglik(xp, lp, labels, input_lengths, label_lengths, blank, scan):
     """Log-likelihood ``(B,)`` by the alpha recursion (sentinel ``LOG_ZERO`` for log 0).
 
     ``scan`` is ``None`` for a Python loop over time, or ``jax.lax.scan``.
@@ -427,10 +445,10 @@ def _loglik(xp, lp, labels, input_lengths, label_lengths, blank, scan):
     return xp.where(input_lengths == 0, xp.where(label_lengths == 0, zero, log_zero), loglik)
 
 
-def _from_loglik(xp, loglik, zero_infinity):
-    """``-loglik``; impossible rows give ``inf`` (or 0), always with zero gradient."""
-    impossible = loglik < IMPOSSIBLE_BELOW
-    nll = 0.0 - xp.where(impossible, xp.zeros_like(loglik), loglik)  # 0.0 - x: no -0.0
+def from_loglik(xp, ll, zero_infinity):
+    """``-ll``; impossible rows give ``inf`` (or 0), always with zero gradient."""
+    impossible = ll < IMPOSSIBLE_BELOW
+    nll = 0.0 - xp.where(impossible, xp.zeros_like(ll), ll)  # 0.0 - x: no -0.0
     return xp.where(impossible, xp.zeros_like(nll) if zero_infinity else xp.full_like(nll, float("inf")), nll)
 
 
@@ -472,52 +490,6 @@ def _take_rows(xp, a, idx):
         return xp.take_along_axis(a, idx[:, None], axis=1)[:, 0]
     onehot = xp.arange(a.shape[1], device=device_of(a))[None, :] == idx[:, None]
     return xp.sum(xp.where(onehot, a, xp.zeros_like(a)), axis=1)
-
-
-_JAX_LOGLIK = None
-
-
-def _jax_loglik():
-    """The recursion as a ``jax.lax.scan``, compiled once per shape (built on first use)."""
-    global _JAX_LOGLIK
-    if _JAX_LOGLIK is None:
-        import jax
-        from array_api_compat import array_namespace
-
-        def loglik(lp, labels, input_lengths, label_lengths, blank):
-            xp = array_namespace(lp)
-            return _loglik(xp, lp, labels, input_lengths, label_lengths, blank, jax.lax.scan)
-
-        _JAX_LOGLIK = jax.jit(loglik, static_argnums=(4,))
-    return _JAX_LOGLIK
-
-
-def _torch_nll(lp, labels, input_lengths, label_lengths, blank, zero_infinity, free_log_probs):
-    """PyTorch's CTC kernel, made to match the generic path exactly.
-
-    ``torch._ctc_loss(..., zero_infinity=True)`` returns ``inf`` for impossible rows but a
-    zero gradient for them, which is the generic path's behaviour.  The kernel's gradient
-    with respect to ``lp`` is ``exp(lp) - posterior`` on valid frames (right after a
-    ``log_softmax``, whose backward removes the ``exp(lp)`` part); for free
-    log-probabilities a term whose value is exactly 0 and whose gradient is ``-exp(lp)``
-    on valid frames of possible rows restores the true derivative ``-posterior``.
-    """
-    import torch
-
-    B, T, _ = lp.shape
-    S = labels.shape[1]
-    in_label = torch.arange(S, device=lp.device)[None, :] < label_lengths[:, None]
-    targets = torch.where(in_label, labels, torch.zeros_like(labels)).long()
-    lp = lp.clamp(min=LOG_ZERO)  # the kernel's gradient is NaN at -inf log-probabilities
-    nll, _ = torch._ctc_loss(lp.transpose(0, 1), targets, input_lengths.long(), label_lengths.long(), blank, True)
-    impossible = torch.isinf(nll)
-    if free_log_probs:
-        valid = (torch.arange(T, device=lp.device)[None, :] < input_lengths[:, None])[:, :, None]
-        mass = torch.where(valid, lp.clamp(max=_EXP_CAP).exp(), torch.zeros_like(lp)).sum(dim=(1, 2))
-        nll = nll - torch.where(impossible, torch.zeros_like(mass), mass - mass.detach())
-    if zero_infinity:
-        nll = torch.where(impossible, torch.zeros_like(nll), nll)
-    return nll
 
 
 # ---------------------------------------------------------------------- reduction
