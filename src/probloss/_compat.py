@@ -43,9 +43,10 @@ def _is_array(x: Any) -> bool:
 def namespace(*args: Any, names: tuple[str, ...] = ()):
     """Return the array namespace shared by the array arguments.
 
-    ``None``, Python scalars and (nested) lists do not vote; when no argument is an
-    array the namespace is NumPy's.  Arrays from two different libraries raise
-    :class:`ProblossTypeError`.  Arguments all of one array type (the usual call) are
+    ``None``, Python scalars and (nested) lists do not vote, nor do NumPy arrays next to
+    arrays of another library (labels kept in NumPy, the usual JAX idiom); when no
+    argument is an array the namespace is NumPy's.  Arrays from two other libraries (torch
+    and JAX, say) raise :class:`ProblossTypeError`.  Arguments all of one array type (the usual call) are
     answered from a cache by type: a loss call asks several times.
     """
     kinds = {type(a) for a in args if a is not None}
@@ -64,6 +65,11 @@ def namespace(*args: Any, names: tuple[str, ...] = ()):
     arrays = [a for a in args if a is not None and _is_array(a)]
     if not arrays:
         return _NUMPY
+    others = [a for a in arrays if not isinstance(a, (np.ndarray, np.generic))]
+    if others and len(others) < len(arrays):
+        # NumPy arrays (labels, weights) next to another library's arrays follow that
+        # library: as_array converts them, as it converts lists.
+        arrays = others
     try:
         xp = array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
@@ -163,11 +169,18 @@ def is_traced(x: Any) -> bool:
 def as_array(x: Any, xp, *, like: Any = None, dtype=None, name: str = "input"):
     """Convert ``x`` to an array of namespace ``xp``.
 
-    Lists and scalars are converted on the device of ``like``.  Strings, dicts and
+    Lists, scalars and NumPy arrays (when ``xp`` is another library's) are converted on
+    the device of ``like``.  Strings, dicts and
     other objects raise :class:`ProblossTypeError` naming ``name``, and so do sparse torch
     tensors.  NumPy arrays in the other byte order (``'>f4'`` on this machine) are
     converted to the native one, which NumPy's own functions require.
     """
+    if isinstance(x, (np.ndarray, np.generic)) and xp is not _NUMPY:
+        x = np.asarray(x)  # a NumPy array next to another library's arrays: converted
+        x = x if x.dtype.isnative else x.astype(x.dtype.newbyteorder("="))
+        device = device_of(like)
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        return xp.asarray(x, device=device, **kwargs) if device is not None else xp.asarray(x, **kwargs)
     if _is_array(x):
         if type(x) is np.ndarray and not x.dtype.isnative:
             x = x.astype(x.dtype.newbyteorder("="))
