@@ -36,7 +36,9 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "deserialize",
     "get",
+    "register",
     "serialize",
+    "unregister",
 ]
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -109,15 +111,32 @@ class Loss:
         """
         xp = namespace(y_true, y_pred, names=("y_true", "y_pred"))
         if self._dtype is not None:
-            y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), getattr(xp, self._dtype))
+            y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), self._compute_dtype(xp))
         return self._values_and_mask(y_true, y_pred, xp)
 
+    def _compute_dtype(self, xp):
+        dtype = getattr(xp, self._dtype, None)
+        if dtype is None:  # NumPy has no bfloat16
+            msg = (
+                f"{type(self).__name__}(dtype={self._dtype!r}): this array library has no {self._dtype}. "
+                "Use dtype='float32' (or 'float16'), or give torch or JAX arrays, which have bfloat16."
+            )
+            raise ProblossTypeError(msg)
+        return dtype
+
     def _values_and_mask(self, y_true, y_pred, xp):
-        """Per-sample losses and an optional boolean mask (``ignore_class``)."""
+        """Per-sample losses and an optional boolean mask, for a subclass's :meth:`call`.
+
+        As Keras does, both inputs reach ``call`` in one floating dtype: the loss's
+        ``dtype`` if given, else ``y_pred``'s (float32 for lists and integers).
+        """
         y_pred = as_array(y_pred, xp, name="y_pred")
         if not xp.isdtype(y_pred.dtype, "real floating"):
             y_pred = xp.astype(y_pred, xp.float32)
-        return self.call(as_array(y_true, xp, like=y_pred, name="y_true"), y_pred), None
+        y_true = as_array(y_true, xp, like=y_pred, name="y_true")
+        if y_true.dtype != y_pred.dtype:
+            y_true = xp.astype(y_true, y_pred.dtype)
+        return self.call(y_true, y_pred), None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         xp = namespace(y_true, y_pred, sample_weight, names=("y_true", "y_pred", "sample_weight"))
@@ -353,9 +372,17 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
             axis=_check_axis_arg(axis),
             epsilon=self._options.epsilon,
         )
+        # Without weights, a mask or a dtype, Keras's mean is the mean of every position.
+        mean = self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+        self._plain_mean = mean and self._options.ignore_class is None and self._dtype is None
 
     def _values_and_mask(self, y_true, y_pred, xp):
         return _ce.sparse_values(y_true, y_pred, self._fn_kwargs["axis"], self._options)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None and self._plain_mean:  # the usual training call: one fused loss
+            return _ce.sparse_mean(y_true, y_pred, self._fn_kwargs["axis"], self._options)
+        return super().__call__(y_true, y_pred, sample_weight)
 
 
 class Poisson(LossFunctionWrapper):
@@ -435,14 +462,169 @@ def _snake_name(name: str) -> str:
 
 _CLASSES: dict[str, type[Loss]] = {}
 _FUNCTIONS: dict[str, object] = {}
+_KEYS: dict[int, str] = {}  # id() of a registered class or function -> its name (identity, not __name__)
 _ALIASES = {"bce": "binary_crossentropy", "BCE": "binary_crossentropy", "kld": "kl_divergence", "KLD": "kl_divergence"}
+_BUILTIN_NAMES: frozenset[str] = frozenset()  # probloss's own names, filled in below; never replaced
+_MAX_DEPTH = 100
+"""Deepest nesting of lists and dicts a config may have (loss configs are two levels deep)."""
+
+_REPR = []  # the reprlib.Repr behind _brief, made on first use
 
 
-def register(obj):
-    """Add a class or function to the registry under its own name (used internally)."""
-    table = _CLASSES if isinstance(obj, type) else _FUNCTIONS
-    table[obj.__name__] = obj
+def _brief(value) -> str:
+    """A short repr of anything handed to the registry, for messages (bounded in depth and length)."""
+    if not _REPR:
+        import reprlib
+
+        r = reprlib.Repr()
+        r.maxlevel, r.maxstring, r.maxother, r.maxlist, r.maxtuple, r.maxdict = 3, 80, 80, 6, 6, 6
+        _REPR.append(r)
+    return _REPR[0].repr(value)
+
+
+def register(obj=None, *, name=None, package=None):
+    """Register a loss class (or function) so that :func:`serialize`, :func:`deserialize`
+    and :func:`get` know it by name.
+
+    Only registered losses can be serialized, and a config is only ever turned back into
+    a registered class: :func:`deserialize` never imports a module.  A class is found by
+    identity, not by its ``__name__``, so your own ``Poisson`` is never written out as
+    probloss's :class:`Poisson`.
+
+    Parameters
+    ----------
+    obj : type or callable, optional
+        A subclass of :class:`Loss` (whose ``get_config()`` returns the keyword arguments
+        of its constructor, JSON-safe), or a loss function ``fn(y_true, y_pred)``.
+        Omitted, ``register`` returns a decorator: ``@register(package="my_package")``.
+    name : str, optional
+        The registry name; defaults to ``obj.__name__``.
+    package : str, optional
+        Prefix the name Keras-style: ``package="my_package"`` registers
+        ``"my_package>Poisson"``.
+
+    Returns
+    -------
+    obj
+        Unchanged, so ``register`` works as a class decorator.
+
+    Raises
+    ------
+    ArgumentError
+        The name is one of probloss's own (class names, function names, aliases such as
+        ``"bce"``): pass a distinct ``name=`` or a ``package=``.  Or the name is taken by
+        another registered object (a class redefined under the same module and
+        qualified name, as when a notebook cell runs again, replaces the old one), or
+        ``obj`` is registered already under another name.
+    ProblossTypeError
+        ``obj`` is a class that is not a :class:`Loss`, or not callable, or ``name`` /
+        ``package`` is not a non-empty string.
+
+    See Also
+    --------
+    unregister : remove a name again.
+
+    Examples
+    --------
+    A class of your own, even one named like a built-in, registered under a package:
+
+    >>> import numpy as np
+    >>> import probloss as pl
+    >>> @pl.losses.register(package="my_package")
+    ... class Poisson(pl.Loss):
+    ...     def __init__(self, scale=1.0, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.scale = scale
+    ...     def call(self, y_true, y_pred):
+    ...         return self.scale * (y_pred - y_true * np.log(y_pred)).mean(axis=-1)
+    ...     def get_config(self):
+    ...         return {**super().get_config(), "scale": self.scale}
+    >>> config = pl.serialize(Poisson(scale=2.0))
+    >>> config["registered_name"], config["config"]["scale"]
+    ('my_package>Poisson', 2.0)
+    >>> clone = pl.deserialize(config)
+    >>> type(clone) is Poisson, clone.scale
+    (True, 2.0)
+    >>> round(float(clone([[1.0, 2.0]], [[1.0, 2.0]])), 4)
+    1.6137
+    >>> type(pl.get("Poisson")) is pl.Poisson  # the built-in name still means probloss's
+    True
+    >>> pl.losses.unregister("my_package>Poisson")
+    """
+    if obj is None:
+        return lambda target: register(target, name=name, package=package)
+    if isinstance(obj, type):
+        if not issubclass(obj, Loss):
+            msg = f"register() takes a subclass of probloss.Loss or a loss function; got the class {obj.__qualname__}."
+            raise ProblossTypeError(msg)
+        table = _CLASSES
+    elif callable(obj):
+        table = _FUNCTIONS
+    else:
+        msg = f"register() takes a subclass of probloss.Loss or a loss function; got {_brief(obj)}."
+        raise ProblossTypeError(msg)
+    key = _registry_key(obj, name, package)
+    if key in _BUILTIN_NAMES or key == "function":
+        msg = (
+            f"{key!r} is the name of a probloss loss; register {_qualname(obj)} under a name of its own, "
+            f"e.g. register({getattr(obj, '__name__', 'obj')}, package='my_package') for "
+            f"'my_package>{getattr(obj, '__name__', key)}', or name='...'."
+        )
+        raise ArgumentError(msg)
+    old_key = _KEYS.get(id(obj))
+    if old_key is not None and old_key != key:
+        msg = f"{_qualname(obj)} is registered already as {old_key!r}; unregister({old_key!r}) first to rename it."
+        raise ArgumentError(msg)
+    current = _CLASSES.get(key, _FUNCTIONS.get(key))
+    if current is not None and current is not obj:
+        if _qualname(current) != _qualname(obj):
+            msg = (
+                f"the loss name {key!r} is registered already, for {_qualname(current)}; "
+                f"register {_qualname(obj)} under another name (name= or package=)."
+            )
+            raise ArgumentError(msg)
+        unregister(key)  # the same class defined again (a re-run notebook cell): the new one wins
+    table[key] = obj
+    _KEYS[id(obj)] = key
     return obj
+
+
+def unregister(name):
+    """Remove a name added by :func:`register` (probloss's own names cannot be removed).
+
+    Parameters
+    ----------
+    name : str
+        The registry name, e.g. ``"my_package>Poisson"``.
+
+    Raises
+    ------
+    ArgumentError
+        ``name`` is not registered, or is one of probloss's own.
+    """
+    if not isinstance(name, str) or name in _BUILTIN_NAMES or (name not in _CLASSES and name not in _FUNCTIONS):
+        what = "is one of probloss's own losses" if isinstance(name, str) and name in _BUILTIN_NAMES else "is not registered"
+        msg = f"cannot unregister {_brief(name)}: it {what}."
+        raise ArgumentError(msg)
+    obj = _CLASSES.pop(name, None) or _FUNCTIONS.pop(name)
+    _KEYS.pop(id(obj), None)
+
+
+def _registry_key(obj, name, package) -> str:
+    for arg, value in (("name", name), ("package", package)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            msg = f"register(): `{arg}` must be a non-empty string or None; got {_brief(value)}."
+            raise ProblossTypeError(msg)
+    if name is None:
+        name = getattr(obj, "__name__", None)
+        if not isinstance(name, str) or not name.isidentifier():
+            msg = f"register(): {_brief(obj)} has no usable __name__; pass name='...'."
+            raise ProblossTypeError(msg)
+    return f"{package}>{name}" if package is not None else name
+
+
+def _qualname(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
 
 
 for _cls in (
@@ -467,6 +649,8 @@ for _fn in (
     ctc,
 ):
     register(_fn)
+_BUILTIN_NAMES = frozenset(_CLASSES) | frozenset(_FUNCTIONS) | frozenset(_ALIASES)
+_BUILTIN_CLASSES = frozenset(_CLASSES)
 
 
 def _known_names():
@@ -474,30 +658,56 @@ def _known_names():
 
 
 def _check_json_safe(value, where: str):
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, numbers.Real):
-        if isinstance(value, float) and not math.isfinite(value):
-            msg = f"{where} holds {value!r}; configs hold finite numbers only."
+    """Raise unless ``value`` is JSON data (None, bool, str, finite numbers, lists, str-keyed
+    dicts) nested at most :data:`_MAX_DEPTH` deep.  Iterative: no recursion, no repr of
+    the whole value, so neither a deep nor a self-referencing config can exhaust the stack."""
+    stack = [(value, where, 0)]
+    while stack:
+        v, at, depth = stack.pop()
+        if v is None or isinstance(v, (bool, str)):
+            continue
+        if isinstance(v, numbers.Real):
+            if not isinstance(v, numbers.Integral) and not math.isfinite(v):
+                msg = f"{at} holds {v!r}; configs hold finite numbers only."
+                raise ArgumentError(msg)
+            continue
+        if not isinstance(v, (list, tuple, dict)):
+            msg = f"{at} holds a {type(v).__name__}; configs may only hold JSON values (numbers, strings, lists, dicts)."
+            raise ProblossTypeError(msg)
+        if depth >= _MAX_DEPTH:
+            msg = (
+                f"{where} is nested more than {_MAX_DEPTH} levels deep (lists and dicts within each other); "
+                "a loss config is a flat dict of constructor arguments."
+            )
             raise ArgumentError(msg)
-        return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_json_safe(v, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                msg = f"{where} has a non-string key {k!r}; configs are JSON objects."
-                raise ProblossTypeError(msg)
-            _check_json_safe(v, f"{where}[{k!r}]")
-        return
-    msg = f"{where} holds a {type(value).__name__}; configs may only hold JSON values (numbers, strings, lists, dicts)."
-    raise ProblossTypeError(msg)
+        if isinstance(v, dict):
+            children = []
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    msg = f"{at} has a non-string key {_brief(k)}; configs are JSON objects."
+                    raise ProblossTypeError(msg)
+                children.append((item, f"{at}[{_brief(k)}]", depth + 1))
+        else:
+            children = [(item, f"{at}[{i}]", depth + 1) for i, item in enumerate(v)]
+        stack.extend(reversed(children))  # report the first bad entry first
 
 
 def serialize(loss):
-    """A JSON-safe dict describing ``loss`` (a registered class instance or function).
+    """A JSON-safe dict describing ``loss``, a registered loss class's instance or function.
+
+    probloss's own losses serialize as Keras writes its own; a class registered with
+    :func:`register` carries its registry name in ``"registered_name"``, as Keras writes
+    a class registered with ``register_keras_serializable``.
+
+    Raises
+    ------
+    ArgumentError
+        ``loss``'s class (or the function) is not registered: register it with
+        :func:`probloss.losses.register`.  A class is matched by identity, so a
+        subclass, or a class of your own named like one of probloss's, needs its own
+        registration.
+    ProblossTypeError
+        ``get_config()`` returned something that is not JSON data.
 
     Examples
     --------
@@ -505,12 +715,32 @@ def serialize(loss):
     >>> pl.serialize(pl.Poisson())["class_name"]
     'Poisson'
     """
-    if isinstance(loss, Loss) and type(loss).__name__ in _CLASSES:
-        return {"module": "probloss", "class_name": type(loss).__name__, "config": loss.get_config(), "registered_name": None}
-    name = getattr(loss, "__name__", None)
-    if callable(loss) and name in _FUNCTIONS and _FUNCTIONS[name] is loss:
-        return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}
-    msg = f"cannot serialize {loss!r}: only probloss's registered losses are serializable ({', '.join(_known_names())})."
+    if isinstance(loss, Loss):
+        cls = type(loss)
+        key = _KEYS.get(id(cls))
+        if key is None or _CLASSES.get(key) is not cls:
+            msg = (
+                f"cannot serialize {cls.__qualname__}: its class is not registered. Register it with "
+                f"probloss.losses.register({cls.__name__}, package='my_package') (it is then known as "
+                f"'my_package>{cls.__name__}'), or with name='...'; deserialize() will then rebuild it "
+                "from its get_config()."
+            )
+            raise ArgumentError(msg)
+        config = loss.get_config()
+        if not isinstance(config, dict):
+            msg = f"{cls.__qualname__}.get_config() must return a dict; got {type(config).__name__}."
+            raise ProblossTypeError(msg)
+        _check_json_safe(config, f"{cls.__qualname__}.get_config()")
+        if key in _BUILTIN_CLASSES:
+            return {"module": "probloss", "class_name": key, "config": config, "registered_name": None}
+        return {"module": cls.__module__, "class_name": cls.__name__, "config": config, "registered_name": key}
+    key = _KEYS.get(id(loss)) if callable(loss) and not isinstance(loss, type) else None
+    if key is not None and _FUNCTIONS.get(key) is loss:
+        return {"module": "builtins", "class_name": "function", "config": key, "registered_name": "function"}
+    msg = (
+        f"cannot serialize {_brief(loss)}: only registered losses are serializable ({', '.join(_known_names())}); "
+        "register your own with probloss.losses.register()."
+    )
     raise ArgumentError(msg)
 
 
@@ -520,8 +750,25 @@ _MODULES = ("probloss", "probloss.losses", "keras.losses", "keras.src.losses", "
 def deserialize(config):
     """Rebuild a loss from :func:`serialize`'s dict, or from a registered name.
 
-    Only names in the registry are accepted; no module is imported, nothing is
-    unpickled or evaluated.
+    Only names in the registry are accepted (probloss's own, Keras's aliases, and those
+    added with :func:`register`); no module is imported, nothing is unpickled or
+    evaluated.  ``"registered_name"``, when present, names the class; else
+    ``"class_name"`` does.  ``"config"`` (the constructor arguments) must be a dict of
+    JSON data at most 100 levels deep.
+
+    Raises
+    ------
+    ProblossError
+        For any malformed or unknown config: :class:`ProblossTypeError` for wrong types
+        (a list as a class name, a string as ``"config"``, non-string keys),
+        :class:`ArgumentError` for unknown names and modules, too deep nesting, and
+        constructor arguments the class refuses.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> pl.deserialize({"module": "probloss", "class_name": "Poisson", "config": {"reduction": "sum"}}).reduction
+    'sum'
     """
     if isinstance(config, str):
         return _lookup(config)
@@ -530,21 +777,37 @@ def deserialize(config):
         raise ProblossTypeError(msg)
     _check_json_safe(config, "config")
     module = config.get("module")
-    if module not in _MODULES:
-        msg = f"`config` names module {module!r}; only probloss's own registered losses can be deserialized."
-        raise ArgumentError(msg)
     class_name = config.get("class_name")
     if class_name == "function":
+        if module not in _MODULES:
+            msg = f"`config` names module {_brief(module)}; only probloss's own registered losses can be deserialized."
+            raise ArgumentError(msg)
         name = config.get("config")
-        if name not in _FUNCTIONS:
-            msg = f"unknown loss function {name!r}; known: {', '.join(sorted(_FUNCTIONS))}."
+        if not isinstance(name, str) or name not in _FUNCTIONS:
+            msg = f"unknown loss function {_brief(name)}; known: {', '.join(sorted(_FUNCTIONS))}."
             raise ArgumentError(msg)
         return _FUNCTIONS[name]
-    if class_name not in _CLASSES:
-        msg = f"unknown loss class {class_name!r}; known: {', '.join(sorted(_CLASSES))}."
+    registered = config.get("registered_name")
+    key = class_name if registered is None else registered
+    for field, value in (("class_name", class_name), ("registered_name", registered)):
+        if value is not None and not isinstance(value, str):
+            msg = f"`config[{field!r}]` must be a string; got {type(value).__name__} {_brief(value)}."
+            raise ProblossTypeError(msg)
+    cls = _CLASSES.get(key) if isinstance(key, str) else None
+    own_module = cls is not None and key not in _BUILTIN_CLASSES and module == cls.__module__
+    if module not in _MODULES and not own_module:
+        msg = f"`config` names module {_brief(module)}; only probloss's own registered losses can be deserialized."
         raise ArgumentError(msg)
-    inner = config.get("config") or {}
-    return _CLASSES[class_name].from_config(dict(inner))
+    if cls is None:
+        msg = f"unknown loss class {_brief(key)}; known: {', '.join(sorted(_CLASSES))}."
+        raise ArgumentError(msg)
+    inner = config.get("config")
+    if inner is None:
+        inner = {}
+    if not isinstance(inner, dict):
+        msg = f"`config['config']` must be a dict of constructor arguments (from get_config()); got {type(inner).__name__}."
+        raise ProblossTypeError(msg)
+    return cls.from_config(dict(inner))
 
 
 def _lookup(name: str):
@@ -555,9 +818,9 @@ def _lookup(name: str):
         return _FUNCTIONS[key]
     import difflib
 
-    close = difflib.get_close_matches(name, _known_names(), n=3)
+    close = difflib.get_close_matches(name, _known_names(), n=3) if len(name) <= 200 else []
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    msg = f"Could not interpret loss `identifier` {name!r}.{hint} Known names: {', '.join(_known_names())}."
+    msg = f"Could not interpret loss `identifier` {_brief(name)}.{hint} Known names: {', '.join(_known_names())}."
     raise ArgumentError(msg)
 
 
@@ -567,7 +830,8 @@ def get(identifier):
     ``None`` gives ``None``; a class name gives an instance with default options; a
     function name or alias (``"bce"``, ``"kld"``) gives the function; a dict is
     deserialized; a :class:`Loss` instance or other callable is returned as is; a
-    :class:`Loss` subclass is instantiated.
+    :class:`Loss` subclass is instantiated.  Names added with :func:`register` resolve
+    like probloss's own.
 
     Examples
     --------

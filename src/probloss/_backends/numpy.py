@@ -49,13 +49,13 @@ def _kernels():
     """
     global _numba
     if _numba is None:
-        _numba = False
+        loaded = False  # kept in a local: an interrupt while loading leaves _numba unset
         if importlib.util.find_spec("numba") is not None:
             try:
                 from . import numba as kernels
 
                 kernels.load_kernels()
-                _numba = kernels
+                loaded = kernels
             except Exception as exc:  # noqa: BLE001 - any failure means: use the generic code
                 warnings.warn(
                     f"probloss: numba is installed but its kernels could not be loaded ({exc!r:.200}); "
@@ -63,6 +63,7 @@ def _kernels():
                     ProblossWarning,
                     stacklevel=4,
                 )
+        _numba = loaded
     return _numba or None
 
 
