@@ -276,8 +276,18 @@ def test_strings_and_objects(bad):
 
 def test_mixed_array_libraries():
     torch = pytest.importorskip("torch")
-    with raises(pl.ProblossTypeError, "different array libraries", "torch", "numpy"):
-        pl.categorical_crossentropy(np.asarray(ONEHOT), torch.tensor(P))
+    jnp = pytest.importorskip("jax.numpy")
+    with raises(pl.ProblossTypeError, "different array libraries", "torch", "jax"):
+        pl.categorical_crossentropy(jnp.asarray(ONEHOT), torch.tensor(P))
+
+
+def test_numpy_labels_follow_the_predictions_library():
+    torch = pytest.importorskip("torch")
+    # NumPy labels (and weights) next to torch predictions are converted, as lists are.
+    got = pl.CategoricalCrossentropy()(np.asarray(ONEHOT), torch.tensor(P), sample_weight=np.array([1.0, 3.0]))
+    expected = (-np.log(0.95 / 1.0) * 1.0 - np.log(0.1 / 1.0) * 3.0) / 2
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-6)
 
 
 def test_integer_predictions(be):
@@ -302,11 +312,15 @@ def test_value_checks_can_be_switched_off():
         pl.sparse_categorical_crossentropy([1, 5], P)
 
 
-def test_value_checks_are_skipped_under_jax_jit():
+def test_value_checks_run_when_a_jitted_program_runs():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
     f = jax.jit(lambda y, p: pl.sparse_categorical_crossentropy(y, p))
-    out = f(jnp.array([1, 5]), jnp.asarray(P))  # no exception: the label is a tracer
+    # The label is a tracer: the check goes into the program and raises when it runs.
+    with pytest.raises(Exception, match=r"`y_true` holds class index 5 at index \(1,\)"):
+        jax.block_until_ready(f(jnp.array([1, 5]), jnp.asarray(P)))
+    with pl.set_value_checks(False):  # the switch still turns them off
+        out = jax.jit(lambda y, p: pl.sparse_categorical_crossentropy(y, p))(jnp.array([1, 5]), jnp.asarray(P))
     assert out.shape == (2,)
     # static checks still run under jit
     with raises(pl.LabelFormatError, "one-hot"):

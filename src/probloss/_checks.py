@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from ._compat import dtype_kind, is_numpy, is_torch, is_traced
+from ._compat import _NUMPY, dtype_kind, is_jax_tracer, is_numpy, is_torch, is_traced
 from ._errors import (
     ArgumentError,
     LabelFormatError,
@@ -69,13 +69,50 @@ class set_value_checks(contextlib.ContextDecorator):  # noqa: N801 - reads as a 
 
 
 def eager(*arrays) -> bool:
-    """True when value checks should run on these arrays now."""
+    """True when value checks should run on these arrays.
+
+    They run on concrete arrays, and on JAX tracers (inside ``jit``, ``grad``, ``vmap``),
+    whose checks :func:`verify` defers to when the program runs.  They are skipped while
+    ``torch.compile`` traces and for meta tensors, and when switched off for this thread.
+    """
     if not getattr(_state, "enabled", True):
         return False
     for a in arrays:  # (a loop, not any(): this runs several times per loss call)
-        if a is not None and is_traced(a):
+        if a is not None and is_traced(a) and not is_jax_tracer(a):
             return False
     return True
+
+
+def concrete(*arrays) -> bool:
+    """True when value checks are on and every array has values now (no trace at all)."""
+    if not getattr(_state, "enabled", True):
+        return False
+    return not any(a is not None and is_traced(a) for a in arrays)
+
+
+def verify(xp, bad, report, *arrays):
+    """Call ``report(xp, *arrays)``, which raises the error naming the element, if the 0-d
+    boolean ``bad`` is True.
+
+    Inside a JAX trace ``bad`` has no value yet: the test goes into the program, and a
+    host callback runs ``report`` on the arrays' values when, and only when, ``bad`` turns
+    out True at run time (so a clean step moves nothing to the host).  Under ``jit`` JAX
+    delivers the error as a ``JaxRuntimeError`` whose message ends with ours; under
+    ``grad`` or ``vmap`` alone it is our exception itself.
+    """
+    if is_jax_tracer(bad) or any(is_jax_tracer(a) for a in arrays):  # (under grad, bad may be concrete)
+        _at_run_time(bad, report, arrays)
+    elif truth(bad, False):
+        report(xp, *arrays)
+
+
+def _at_run_time(bad, report, arrays):
+    import jax
+
+    def run(*values):
+        report(_NUMPY, *[np.asarray(v) for v in values])
+
+    jax.lax.cond(bad, lambda a: jax.debug.callback(run, *a), lambda a: None, arrays)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -265,7 +302,10 @@ def _raise_nonfinite(xp, x, name: str):
 
 def check_finite(xp, x, name: str):
     """Every element of ``x`` is finite (one full pass: use it on small arrays)."""
-    _raise_nonfinite(xp, x, name)
+    if is_jax_tracer(x):
+        verify(xp, ~xp.all(xp.isfinite(x)), lambda xp, x: _raise_nonfinite(xp, x, name), x)
+    else:
+        _raise_nonfinite(xp, x, name)
 
 
 def check_result_finite(xp, values, **inputs):
@@ -287,8 +327,21 @@ def check_result_finite(xp, values, **inputs):
             if "vmap" in str(exc):
                 return
             raise
+    elif is_jax_tracer(values):
+        names = tuple(inputs)
+
+        def report(xp, values, *xs):
+            if not bool(xp.all(xp.isfinite(values))):  # (vmap runs this for every batch)
+                _report_nonfinite(xp, dict(zip(names, xs)))
+
+        verify(xp, ~xp.all(xp.isfinite(values)), report, values, *inputs.values())
+        return
     elif truth(xp.all(xp.isfinite(values)), True):
         return
+    _report_nonfinite(xp, inputs)
+
+
+def _report_nonfinite(xp, inputs):
     for name, x in inputs.items():
         _raise_nonfinite(xp, x, name)
     msg = "the loss is not finite although every input is; please report this with the inputs."
@@ -329,15 +382,15 @@ def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     """
     if lo is None and hi is None:
         return
-    if not _in_range(xp, x, lo, hi):
-        _raise_out_of_range(xp, x, name, lo, hi, why)
+    verify(xp, ~_in_range(xp, x, lo, hi), lambda xp, x: _raise_out_of_range(xp, x, name, lo, hi, why), x)
 
 
-def _in_range(xp, x, lo, hi) -> bool:
+def _in_range(xp, x, lo, hi):
+    """A 0-d boolean array: every element lies in ``[lo, hi]`` (NaN does not)."""
     if lo is not None and hi is not None:
         low, high = _minmax(xp, x)
-        return _holds((low >= lo) & (high <= hi))
-    return _holds(xp.min(x) >= lo) if lo is not None else _holds(xp.max(x) <= hi)
+        return (low >= lo) & (high <= hi)
+    return xp.min(x) >= lo if lo is not None else xp.max(x) <= hi
 
 
 def _raise_out_of_range(xp, x, name, lo, hi, why):
@@ -346,7 +399,10 @@ def _raise_out_of_range(xp, x, name, lo, hi, why):
     def bad_of(b):
         return (b < lo) if hi is None else ((b > hi) if lo is None else (b < lo) | (b > hi))
 
-    pos, value = _find(xp, x, bad_of)
+    found = _find(xp, x, bad_of)
+    if found is None:  # (a batch of vmap whose elements are all in range)
+        return
+    pos, value = found
     bounds = f"[{lo:g}, {hi:g}]" if lo is not None and hi is not None else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
     msg = f"`{name}` holds {value:g} at index {pos}, but it must be {bounds}: {why}"
     raise _error_for(name)(msg)
@@ -370,6 +426,9 @@ def check_probability_rows(xp, y_pred, sums, axis: int, name: str = "y_pred", to
     every entry >= 0, an entry above 1 makes its row sum exceed 1, and only then is
     ``max`` read to tell logits (raise) from unnormalised rows (warn).
     """
+    if is_jax_tracer(sums):  # no warning from inside a trace: the range test alone
+        check_range(xp, y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
+        return
     check_range(xp, y_pred, name, 0.0, None, why=LOGITS_HINT)
     if sums.shape[axis] != 1:
         return
@@ -385,7 +444,7 @@ def warn_unnormalized(xp, sums, axis: int, name: str = "y_pred", tol: float = 1e
 
     ``sums`` keeps the class axis (size 1), as the loss computed it.
     """
-    if sums.shape[axis] != 1 or sums.ndim == 0:
+    if sums.shape[axis] != 1 or sums.ndim == 0 or is_jax_tracer(sums):
         return
     sums = xp.squeeze(sums, axis=axis)
     if _holds(xp.all(xp.abs(sums - 1.0) <= tol)):
@@ -403,11 +462,14 @@ def warn_unnormalized(xp, sums, axis: int, name: str = "y_pred", tol: float = 1e
 
 def check_sparse_labels(xp, labels, num_classes: int, ignore_class, name: str = "y_true"):
     """Class indices lie in ``[0, num_classes)`` except those equal to ``ignore_class``."""
-    bad = (labels < 0) | (labels >= num_classes)
-    if ignore_class is not None:
-        bad = bad & (labels != ignore_class)
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
+    def bad_of(labels):
+        bad = (labels < 0) | (labels >= num_classes)
+        return bad if ignore_class is None else bad & (labels != ignore_class)
+
+    def report(xp, labels):
+        pos = _first_bad(xp, bad_of(labels))
+        if pos is None:
+            return
         value = _value_at(labels, pos)
         extra = " Negative labels are only allowed as `ignore_class`." if value < 0 else ""
         msg = (
@@ -417,16 +479,21 @@ def check_sparse_labels(xp, labels, num_classes: int, ignore_class, name: str = 
         )
         raise LabelValueError(msg)
 
+    verify(xp, xp.any(bad_of(labels)), report, labels)
+
 
 def check_integer_valued(xp, labels, name: str = "y_true"):
-    bad = xp.floor(labels) != labels
-    if _any(xp, bad):
-        pos = _first_bad(xp, bad)
+    def report(xp, labels):
+        pos = _first_bad(xp, xp.floor(labels) != labels)
+        if pos is None:
+            return
         msg = (
             f"`{name}` holds {_value_at(labels, pos)} at index {pos}; class indices must be whole "
             "numbers. If these are probabilities (soft labels), use `categorical_crossentropy`."
         )
         raise LabelFormatError(msg)
+
+    verify(xp, xp.any(xp.floor(labels) != labels), report, labels)
 
 
 BINARY_TARGETS_HINT = (

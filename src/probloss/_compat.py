@@ -23,6 +23,7 @@ __all__ = [
     "is_floating",
     "is_integer",
     "is_jax",
+    "is_jax_tracer",
     "is_numpy",
     "is_torch",
     "is_traced",
@@ -164,6 +165,15 @@ def is_traced(x: Any) -> bool:
 
         return isinstance(x, jax.core.Tracer)
     return False
+
+
+def is_jax_tracer(x: Any) -> bool:
+    """True for a JAX tracer: an array inside ``jit``, ``grad`` or ``vmap``, with no value yet."""
+    if "jax" not in type(x).__module__:
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
 
 
 def as_array(x: Any, xp, *, like: Any = None, dtype=None, name: str = "input"):

@@ -163,11 +163,11 @@ def _sum_tolerance(xp, dtype) -> float:
 
 def _check_distribution(xp, x, name, axis, normalize, in_dtype, shown_axis):
     """Eager value checks on one distribution argument (skipped under a JIT)."""
-    if not C.eager(x):
+    if not C.concrete(x):
         return
     error = LabelValueError if name == "p" else PredictionValueError
     bad = ~xp.isfinite(x) | (x < 0)
-    if not C.eager(bad):  # a concrete array captured by a jitted function still traces
+    if not C.concrete(bad):  # a concrete array captured by a jitted function still traces
         return
     if bool(xp.any(bad)):
         pos = _first_true(bad)
@@ -301,9 +301,9 @@ def self_information(p, *, base=None):
     """
     base = _check_base(base)
     xp, (p,), out_dtype = _prepare(p=p)
-    if C.eager(p):
+    if C.concrete(p):
         bad = ~xp.isfinite(p) | (p < 0) | (p > 1)
-        if C.eager(bad) and bool(xp.any(bad)):
+        if C.concrete(bad) and bool(xp.any(bad)):
             pos = _first_true(bad)
             msg = (
                 f"`p` holds {float(_to_numpy(p)[pos]):g}{f' at index {pos}' if pos else ''}; a probability must lie in "

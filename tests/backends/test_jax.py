@@ -217,3 +217,65 @@ def test_from_probabilities_the_generic_formula_runs():
     half[1] *= 0.5
     with pytest.warns(pl.ProblossWarning, match=r"index \(1,\) sums to 0\.5"):
         pl.sparse_categorical_crossentropy(jnp.asarray(y), jnp.asarray(half, dtype=jnp.float32))
+
+
+# ------------------------------------------------------------- value checks under tracing
+
+_LOGITS = np.array([[2.0, -1.0, 0.5], [0.3, 0.1, -2.0], [1.5, 1.0, 0.0], [-0.5, 2.5, 1.0]], np.float32)
+_LABELS = np.array([0, 2, 1, 2])
+
+
+def _mistakes():
+    jnp = jax.numpy
+    x = jnp.asarray(_LOGITS)
+    bad_labels = jnp.array([0, 5, 1, 2])
+    nan_logits = x.at[1, 1].set(jnp.nan)
+    scce = pl.SparseCategoricalCrossentropy(from_logits=True)
+    return {
+        "label out of range": (lambda z: scce(bad_labels, z), x, r"`y_true` holds class index 5 at index \(1,\)"),
+        "logits as probabilities": (
+            lambda z: pl.SparseCategoricalCrossentropy()(jnp.asarray(_LABELS), z), x, r"`y_pred` holds .* must be \[0, 1\]"),
+        "logits as binary probabilities": (
+            lambda z: pl.BinaryCrossentropy()(jnp.ones_like(z), z), x, r"pass `from_logits=True`"),
+        "NaN in the logits": (lambda z: scce(jnp.asarray(_LABELS), z), nan_logits, r"`y_pred` contains nan at index \(1, 1\)"),
+    }
+
+
+_MODES = {
+    "jit": lambda f: jax.jit(f),
+    "grad": lambda f: jax.grad(f),
+    "jit of grad": lambda f: jax.jit(jax.grad(f)),
+    "vmap": lambda f: jax.vmap(f),
+}
+
+
+@pytest.mark.parametrize("mode", list(_MODES))
+@pytest.mark.parametrize("mistake", ["label out of range", "logits as probabilities", "logits as binary probabilities", "NaN in the logits"])
+def test_classic_mistakes_raise_under_every_transform(mistake, mode):
+    f, x, message = _mistakes()[mistake]
+    if mode == "vmap":
+        x = jax.numpy.stack([x, x])
+    # Under jit JAX wraps our error in its JaxRuntimeError, whose message ends with ours.
+    with pytest.raises(Exception, match=message):
+        jax.block_until_ready(_MODES[mode](f)(x))
+
+
+@pytest.mark.parametrize("mode", ["jit", "grad", "jit of grad"])
+def test_a_clean_input_gives_the_eager_value_and_gradient_under_transforms(mode):
+    jnp = jax.numpy
+    x, y = jnp.asarray(_LOGITS), jnp.asarray(_LABELS)
+    scce = pl.SparseCategoricalCrossentropy(from_logits=True)
+    f = lambda z: scce(y, z)  # noqa: E731
+    reference = optax.softmax_cross_entropy_with_integer_labels(x, y).mean()
+    ref_grad = jax.grad(lambda z: optax.softmax_cross_entropy_with_integer_labels(z, y).mean())(x)
+    got = _MODES[mode](f)(x)
+    expected = ref_grad if "grad" in mode else reference
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-7)
+
+
+def test_value_checks_off_leave_the_traced_program_alone():
+    jnp = jax.numpy
+    f = jax.jit(lambda z: pl.SparseCategoricalCrossentropy(from_logits=True)(jnp.array([0, 5, 1, 2]), z))
+    with pl.set_value_checks(False):
+        out = f(jnp.asarray(_LOGITS))
+    assert np.isnan(float(out))  # JAX reads NaN for the index out of range: nothing checked it
