@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import measure_interleaved, ratio, write_results  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from _harness import measure_interleaved, ratio, write_results  # noqa: E402
 
 import probloss as pl  # noqa: E402
 
@@ -45,12 +44,12 @@ def main(argv=None):
         x = jnp.asarray(x if logits else np.exp(x) / np.exp(x).sum(1, keepdims=True))
         y = jnp.asarray(rng.integers(0, k, n))
         loss = pl.SparseCategoricalCrossentropy(from_logits=logits)
-        on = jax.jit(jax.value_and_grad(lambda z: loss(y, z)))
+        on = jax.jit(jax.value_and_grad(lambda z, loss=loss, y=y: loss(y, z)))
         with pl.set_value_checks(False):  # traced now, without the checks
-            off = jax.jit(jax.value_and_grad(lambda z: loss(y, z)))
+            off = jax.jit(jax.value_and_grad(lambda z, loss=loss, y=y: loss(y, z)))
             jax.block_until_ready(off(x))
 
-        def run(step):
+        def run(step, x=x, steps=steps):
             def go():
                 for _ in range(steps):
                     out = step(x)

@@ -8,6 +8,11 @@ Importing this module imports torch; ``import probloss`` never does.
   log-softmax and build the gradient in one buffer: about half the peak memory of
   forward+backward, and about a quarter with ``inplace_backward=True``.
 * :class:`LossModule`: any Keras-style probloss loss as an ``nn.Module``.
+* :func:`linear_cross_entropy` and :class:`LinearCrossEntropy`: a language model's last
+  layer and its cross-entropy, ``CE(hidden @ weight.T + bias, target)``, by chunks of
+  tokens, never holding the ``N x V`` logits (z-loss, softcap, label smoothing, class
+  weights); :func:`linear_log_probs_and_entropy`: per-token log-probabilities and
+  entropies from the same fused pass (``docs/linear.md``).
 
 The Keras-style functions (``probloss.sparse_categorical_crossentropy`` and
 ``probloss.categorical_crossentropy`` with ``from_logits=True``) use the same kernels
@@ -15,6 +20,15 @@ for torch tensors.
 """
 
 from ._cross_entropy import cross_entropy
+from ._linear import LinearCrossEntropy, LogProbsEntropy, linear_cross_entropy, linear_log_probs_and_entropy
 from ._modules import CrossEntropyLoss, LossModule
 
-__all__ = ["CrossEntropyLoss", "LossModule", "cross_entropy"]
+__all__ = [
+    "CrossEntropyLoss",
+    "LinearCrossEntropy",
+    "LogProbsEntropy",
+    "LossModule",
+    "cross_entropy",
+    "linear_cross_entropy",
+    "linear_log_probs_and_entropy",
+]
