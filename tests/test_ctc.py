@@ -474,6 +474,20 @@ def test_import_does_not_pull_frameworks():
 X = np.zeros((2, 4, 3), np.float32)
 
 
+def _jax_array(values):
+    jnp = pytest.importorskip("jax.numpy")
+    return jnp.asarray(values)
+
+
+def test_numpy_lengths_follow_torch_scores():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    labels, lengths = torch.tensor([[1], [2]]), torch.tensor([4, 4])
+    expected = torch.nn.functional.ctc_loss(x.log_softmax(-1).transpose(0, 1), labels, lengths, torch.tensor([1, 1]), reduction="none")
+    got = ctc_loss(x, np.array([[1], [2]]), np.array([4, 4]), [1, 1])
+    torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize(
     "call, error, words",
     [
@@ -495,7 +509,7 @@ X = np.zeros((2, 4, 3), np.float32)
         (lambda: ctc_loss(X, [[1, 2], [1, 1]], [4, 4], [2, 2], from_logits=1), pl.ArgumentError, ["from_logits"]),
         (lambda: ctc_loss(X.astype(np.int32), [[1], [1]], [4, 4], [1, 1]), pl.ProblossTypeError, ["floating"]),
         (lambda: ctc_loss(np.full((2, 4, 3), np.nan, np.float32), [[1], [1]], [4, 4], [1, 1]), pl.PredictionValueError, ["nan", "log_probs_or_logits"]),
-        (lambda: ctc_loss(torch.zeros(2, 4, 3), [[1], [1]], np.array([4, 4]), [1, 1]), pl.ProblossTypeError, ["different array libraries", "input_lengths"]),
+        (lambda: ctc_loss(torch.zeros(2, 4, 3), [[1], [1]], _jax_array([4, 4]), [1, 1]), pl.ProblossTypeError, ["different array libraries", "input_lengths"]),
         (lambda: pl.ctc([[1, 2]], X[:1, :, :, None]), pl.ShapeError, ["y_pred", "(batch, time, classes)"]),
         (lambda: pl.ctc([1, 2], X[:1]), pl.ShapeError, ["y_true", "(batch, max_label_length)"]),
         (lambda: pl.ctc([[1, 2], [1, 2], [1, 2]], X), pl.ShapeError, ["3 rows", "batch size 2"]),

@@ -21,6 +21,13 @@ def test_import_probloss_loads_no_framework():
     assert _loaded_after(code) == set()
 
 
+def test_probloss_keras_loads_keras_only_when_imported():
+    # import probloss never imports probloss.keras (nor Keras); importing probloss.keras does
+    code = "import probloss\nassert 'probloss.keras' not in sys.modules"
+    assert _loaded_after(code) == set()
+    assert "keras" in _loaded_after("import probloss.keras")
+
+
 def test_the_check_can_fail():
     # the same probe sees torch when the caller imports it, so the test above can fail
     assert "torch" in _loaded_after("import torch\nimport probloss")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 from . import _checks as C
 from ._compat import as_array, is_half, namespace
@@ -139,6 +140,7 @@ class Loss:
         return self.call(y_true, y_pred), None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        _refuse_keras_wrapper(self)
         xp = namespace(y_true, y_pred, sample_weight, names=("y_true", "y_pred", "sample_weight"))
         values, mask = self.per_sample(y_true, y_pred)
         out_dtype = values.dtype
@@ -381,6 +383,7 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is None and self._plain_mean:  # the usual training call: one fused loss
+            _refuse_keras_wrapper(self)
             return _ce.sparse_mean(y_true, y_pred, self._fn_kwargs["axis"], self._options)
         return super().__call__(y_true, y_pred, sample_weight)
 
@@ -422,6 +425,31 @@ class CTC(LossFunctionWrapper):
 
     def __init__(self, reduction="sum_over_batch_size", name="ctc", dtype=None):
         super().__init__(ctc, reduction=reduction, name=name, dtype=dtype)
+
+
+def _refuse_keras_wrapper(loss):
+    """Refuse a call from Keras's ``LossFunctionWrapper``: ``model.compile(loss=probloss.X())``.
+
+    Keras wraps any callable that is not a ``keras.losses.Loss`` and calls it without
+    ``sample_weight`` or masks; it gets back a value this class has already reduced, and
+    scales that by the weights: a plausible, wrong number.  The wrapper's ``call`` is the
+    first frame outside this module; looking is one dictionary lookup while Keras is not
+    imported.
+    """
+    if "keras" not in sys.modules:
+        return
+    frame = sys._getframe(2)  # 0: here, 1: __call__, 2: its caller
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # a subclass's __call__ calling Loss.__call__
+    if frame is not None and frame.f_code.co_name == "call" and frame.f_globals.get("__name__", "").startswith("keras."):
+        name = type(loss).__name__
+        msg = (
+            f"{name} was given to Keras's compile(), which calls it without sample_weight and cannot "
+            "mask a loss that is already reduced, so sample weights, class weights and masks would be "
+            f"lost. Use probloss.keras.{name}(...) (after `import probloss.keras`), or "
+            "probloss.keras.from_probloss(loss)."
+        )
+        raise ArgumentError(msg)
 
 
 def _check_weight_is_unambiguous(sample_weight, values):
