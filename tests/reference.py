@@ -140,3 +140,9 @@ def _align(a, b):
     if b.ndim == a.ndim + 1 and b.shape[-1] == 1:
         return (a[..., None], b) if a.ndim == 1 else (a, b[..., 0])
     return a, b
+
+
+def weighted_xent(z, x, pos_weight=1.0):
+    """``tf.nn.weighted_cross_entropy_with_logits``: ``-q z log σ(x) - (1 - z) log(1 - σ(x))``."""
+    z, x = _f64(z), _f64(x)
+    return pos_weight * z * np.logaddexp(0, -x) + (1 - z) * np.logaddexp(0, x)

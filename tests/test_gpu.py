@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import probloss as pl
-from tests.test_backends import CASES
+from tests import cases
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
@@ -22,16 +22,14 @@ def _jax_gpu():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases.CASES, ids=[c.id for c in cases.CASES])
 def test_every_loss_on_cuda(case):
-    fn, y_true, y_pred, kwargs, expected = CASES[case]
-    t = torch.as_tensor(np.asarray(y_true)).cuda()
-    p = torch.as_tensor(y_pred).cuda().requires_grad_()
-    out = fn(t, p, **kwargs)
+    t = torch.as_tensor(case.y_true if case.y_true.dtype.kind in "iu" else case.y_true.astype(np.float32)).cuda()
+    p = torch.as_tensor(case.y_pred.astype(np.float32)).cuda().requires_grad_()
+    out = case.call(t, p)
     assert out.device.type == "cuda"
     assert out.dtype == p.dtype
-    rtol = 1e-4 if case.startswith("bfce") else 2e-5
-    np.testing.assert_allclose(out.detach().cpu().numpy(), expected(), rtol=rtol, atol=2e-6)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), case.reference(), rtol=case.rtol, atol=2e-6)
     (g,) = torch.autograd.grad(out.sum(), p)
     assert g.device.type == "cuda" and torch.isfinite(g).all()
 
@@ -55,15 +53,15 @@ def test_classes_and_errors_on_cuda():
 
 
 @pytest.mark.skipif(_jax_gpu() is None, reason="needs JAX with a GPU")
-@pytest.mark.parametrize("case", ["scce_logits", "cce_logits_ls", "bce_probs", "poisson", "kld"])
+@pytest.mark.parametrize("case", ["sparse-logits", "categorical-logits-smoothing0.2", "binary-probs", "poisson", "kl-divergence"])
 def test_losses_on_jax_gpu(case):
     import jax
     import jax.numpy as jnp
 
-    fn, y_true, y_pred, kwargs, expected = CASES[case]
+    case = cases.BY_ID[case]
     dev = _jax_gpu()
-    t = jax.device_put(jnp.asarray(y_true), dev)
-    p = jax.device_put(jnp.asarray(y_pred), dev)
-    out = jax.jit(lambda a, b: fn(a, b, **kwargs))(t, p)
+    t = jax.device_put(jnp.asarray(case.y_true if case.y_true.dtype.kind in "iu" else case.y_true.astype(np.float32)), dev)
+    p = jax.device_put(jnp.asarray(case.y_pred.astype(np.float32)), dev)
+    out = jax.jit(case.call)(t, p)
     assert list(out.devices())[0].platform == "gpu"
-    np.testing.assert_allclose(np.asarray(out), expected(), rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(out), case.reference(), rtol=case.rtol, atol=2e-6)

@@ -1,38 +1,19 @@
 """Keras 3.15.1 reference values R1-R53, R62-R72 (shared/reference/keras_semantics.md §13).
 
 Each number was produced by running Keras (JAX backend, float32); we compare within
-float32 tolerance.  The fixtures B1..W1 are those of that table.
+float32 tolerance.  The fixtures B1..W1 are those of that table (tests/cases.py).  The
+cases of the shared table built on them carry Keras's per-sample output too: there both
+probloss and the float64 formula of tests/reference.py must give it.
 """
 
 import numpy as np
 import pytest
 
 import probloss as pl
+from tests import cases
+from tests.cases import B1, B2, B3, B4, B5, B6, B7, C1, C2, C3, C4, C5, K1, P1, S1, S2, W1
 
 f32 = np.float32
-B1 = ([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
-B2 = ([0, 1, 0, 0], [-18.6, 0.51, 2.94, -12.8])
-B3 = ([[0, 1], [0, 0]], [[-18.6, 0.51], [2.94, -12.8]])
-B4 = ([[0, 1], [1, 0]], [[0.1, 0.7], [0.6, 0.3]])
-B5 = ([[1, 0, 1]], [[10, -10, -10]])
-B6 = ([[[1, 0], [0, 1], [1, 1]]], [[[0.9, 0.2], [0.3, 0.6], [0.7, 0.4]]])
-B7 = ([[0, 1], [1, 0]], [[0.2, 0.7], [0.9, 0.4]])
-C1 = ([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
-C2 = (np.eye(3), [[0.9, 0.05, 0.05], [0.5, 0.89, 0.6], [0.05, 0.01, 0.94]])
-C3 = (np.eye(3), [[8, 1, 1], [0, 9, 1], [2, 3, 5]])
-C4 = (
-    [[[1, 0], [0, 1], [0, 0]], [[0, 1], [1, 0], [0, 0]]],
-    [[[0.8, 0.1], [0.1, 0.8], [0.1, 0.1]], [[0.1, 0.8], [0.8, 0.1], [0.1, 0.1]]],
-)
-C5 = ([[0, 1, 0], [0, 0, 1]], [[0.2, 0.5, 0.3], [0.1, 0.6, 0.3]])
-S1 = ([0, 255, 2, 1, 255], [[2, 1, 0], [0.5, 0.5, 0.5], [0.1, 0.2, 3], [1, 2, 3], [9, 9, 9]])
-S2 = ([[-1, 2]], [[[0.854, 0.698, 0.598], [0.088, 0.86, 0.018]]])
-P1 = ([[4, 8, 12], [8, 1, 3]], [[1, 9, 2], [5, 2, 6]])
-K1 = ([[0.5, 0.8, 0.12], [0.7, 0.43, 0.8]], [[0.4, 0.9, 0.12], [0.36, 0.3, 0.4]])
-W1 = (
-    [[[0, 1], [1, 0], [1, 0]], [[0, 1], [0, 1], [1, 0]]],
-    [[[0.3, 0.7], [0.6, 0.4], [0.9, 0.1]], [[0.2, 0.8], [0.5, 0.5], [0.4, 0.6]]],
-)
 
 
 def a(x):
@@ -132,6 +113,16 @@ def test_keras_reference_value(rid, call, expected):
         out = np.asarray(call())
     np.testing.assert_allclose(out, np.asarray(expected, dtype=np.float64), rtol=2e-5, atol=1e-6)
     assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("case", cases.KERAS_CASES, ids=[f"{c.rid}-{c.id}" for c in cases.KERAS_CASES])
+def test_case_matches_keras_recorded_output(case):
+    expected = np.asarray(case.keras, dtype=np.float64)
+    out = np.asarray(case.call(case.y_true.tolist(), case.y_pred.tolist()))  # lists, as in the table
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=1e-6)
+    # the float64 formula is independent of probloss: it must give Keras's number as well
+    np.testing.assert_allclose(case.reference(), expected, rtol=2e-5, atol=1e-6)
 
 
 def test_r65_per_sample_weight_against_timesteps_is_a_shape_error():

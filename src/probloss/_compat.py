@@ -218,7 +218,7 @@ def as_array(x: Any, xp, *, like: Any = None, dtype=None, name: str = "input"):
             f"(dtype {host.dtype}). Pass numbers, not strings or objects."
         )
         raise ProblossTypeError(msg)
-    if host.dtype.kind == "f":  # Python floats become float32, as Keras's floatx
+    if host.dtype.kind == "f" and dtype is None:  # Python floats become float32, as Keras's floatx
         host = host.astype(np.float32)
     device = device_of(like)
     if dtype is None:

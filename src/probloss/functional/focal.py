@@ -103,7 +103,7 @@ def _alpha_array(alpha, xp, like, axis: int):
     """A scalar alpha, or one alpha per class laid along ``axis`` (Keras: last axis only)."""
     if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
         return C.check_float_in("alpha", alpha, 0.0, 1.0)
-    a = as_array(alpha, xp, like=like, name="alpha")
+    a = as_array(alpha, xp, like=like, dtype=like.dtype, name="alpha")  # (not via float32)
     num_classes = like.shape[axis]
     if a.ndim != 1 or a.shape[0] != num_classes:
         msg = f"`alpha` must be a number or a list of one weight per class ({num_classes}); got shape {tuple(a.shape)}."
