@@ -262,6 +262,48 @@ def overhead_section(data) -> list[str]:
     return out + [""]
 
 
+def train_step_section(data) -> list[str]:
+    """A whole small training step (``bench_train_step.py``)."""
+    if not data:
+        return []
+    out = [
+        "## A training step with a small batch",
+        "",
+        "From `" + data.get("command", "python benchmarks/bench_train_step.py") + "`: an MLP (64 -> 128 -> 10) "
+        "on 8x8 images of ten classes, batch 32, SGD with momentum, torch on one thread; forward, loss, backward "
+        "and the update, interleaved, the variants differing only in the loss.",
+        "",
+        "| implementation | us per step [p20-p80] | ratio | target |",
+        "|---|---|---|---|",
+    ]
+    for c in data["cases"]:
+        target = "" if c.get("target") is None else f"<= {c['target']}x " + ("met" if c["ratio"] <= c["target"] else "**missed**")
+        out.append(f"| {c['impl']} | {c['us_per_step']:.1f} [{c['p20_us']:.1f}-{c['p80_us']:.1f}] | {c['ratio']:.2f} | {target} |")
+    return out + [""]
+
+
+def jit_checks_section(data) -> list[str]:
+    """The cost of the value checks inside a jitted JAX step (``bench_jit_checks.py``)."""
+    if not data:
+        return []
+    out = [
+        "## Value checks inside a jitted JAX step",
+        "",
+        "From `" + data.get("command", "python benchmarks/bench_jit_checks.py") + "`: `jit(value_and_grad)` of "
+        "`SparseCategoricalCrossentropy`, the checks compiled in against the same step compiled with "
+        "`set_value_checks(False)`, interleaved (target: at most 1.10x). A program with a host callback has a "
+        "fixed cost per step on the CPU, which dominates a step of a few microseconds; the probabilities form also "
+        "reads its whole input once more for the range test.",
+        "",
+        "| case | shape | checks on ms | checks off ms | on / off (fastest runs) |",
+        "|---|---|---|---|---|",
+    ]
+    for c in data["cases"]:
+        out.append(f"| {c['case']} | {c['shape'][0]}x{c['shape'][1]} | {c['on_ms']:.4f} | {c['off_ms']:.4f} | "
+                   f"{c['ratio']:.2f} ({c['ratio_fastest']:.2f}) |")
+    return out + [""]
+
+
 def render(results, meta, figure: str | None) -> str:
     out = ["# Benchmarks", ""]
     out += [
@@ -294,9 +336,9 @@ def render(results, meta, figure: str | None) -> str:
     if meta.get("skipped"):
         out += ["**Not run** (time budget of `make bench`): " + "; ".join(meta["skipped"]) + ".", ""]
     out += ["## Targets", ""] + targets(results) + [""]
-    overhead = overhead_section(load(Path(HERE / "results"), "overhead"))
-    if overhead:
-        out += overhead
+    out += overhead_section(load(Path(HERE / "results"), "overhead"))
+    out += train_step_section(load(Path(HERE / "results"), "train_step"))
+    out += jit_checks_section(load(Path(HERE / "results"), "jit_checks"))
     if figure:
         out += ["## Overview", "", f"![probloss / peer ratios]({figure})", "",
                 "Time and peak-memory ratios of `probloss.torch` (torch) or `probloss` (others) against the first "

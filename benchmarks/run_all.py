@@ -28,6 +28,8 @@ from _harness import RESULTS, load_avg  # noqa: E402
 # (suite, script, share of the budget at which its deadline falls, extra arguments)
 SUITES = [
     ("overhead", "bench_overhead.py", 0.05, []),
+    ("train_step", "bench_train_step.py", 0.08, []),
+    ("jit_checks", "bench_jit_checks.py", 0.14, []),
     ("torch", "bench_torch.py", 0.45, []),
     ("jax", "bench_jax.py", 0.74, []),
     ("numpy", "bench_numpy.py", 0.97, []),
