@@ -407,7 +407,7 @@ NOTES = [
     "memory is expensive and variable there (about 0.4 s per GiB, sometimes much more), so implementations "
     "that allocate fewer N x K buffers also win time; the interleaved runs keep the ratios fair, and the "
     "20th-80th percentile ranges show the spread.",
-    "**Scope of the run.** `make bench` must finish in 15 minutes on this machine, so each script's `PLAN` "
+    "**Scope of the run.** `make bench` must finish in about 20 minutes on this machine, so each script's `PLAN` "
     "is a selection: the losses other than cross-entropy from logits run on (256, 8, 4096) only (at "
     "(8192, 32000) their peers take seconds per call); JAX leaves out categorical targets at (8192, 32000) "
     "(Optax's `value_and_grad` peaks at 12.7 GiB there, over the 10 GB a benchmark may take on this "

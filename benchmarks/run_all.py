@@ -1,11 +1,11 @@
 """Run every comparison benchmark, then write ``docs/benchmarks.md`` and its plot.
 
-    python benchmarks/run_all.py [--budget-min 14] [--quick] [--skip torch,jax,numpy]
+    python benchmarks/run_all.py [--budget-min 18] [--quick] [--skip torch,jax,numpy]
 
 This is ``make bench``.  The suites run one after another (never two heavy benchmarks at
 once), each in its own process: torch against ``torch.nn.functional``, JAX against
 Optax, NumPy against Keras 3 and a plain formula.  Each suite gets a deadline inside the
-overall budget (default 14 minutes) and starts no new case after it; cases left out are
+overall budget (default 18 minutes) and starts no new case after it; cases left out are
 listed in the results and in ``docs/benchmarks.md``.  A CUDA run
 (``bench_torch.py --device cuda``) is not part of it; its results file
 ``results/torch_cuda.json``, when present, is included in the report.
@@ -27,18 +27,18 @@ from _harness import RESULTS, load_avg  # noqa: E402
 
 # (suite, script, share of the budget at which its deadline falls, extra arguments)
 SUITES = [
-    ("overhead", "bench_overhead.py", 0.05, []),
-    ("train_step", "bench_train_step.py", 0.08, []),
-    ("jit_checks", "bench_jit_checks.py", 0.14, []),
-    ("torch", "bench_torch.py", 0.45, []),
-    ("jax", "bench_jax.py", 0.74, []),
+    ("overhead", "bench_overhead.py", 0.08, []),
+    ("train_step", "bench_train_step.py", 0.12, []),
+    ("jit_checks", "bench_jit_checks.py", 0.18, []),
+    ("torch", "bench_torch.py", 0.55, []),
+    ("jax", "bench_jax.py", 0.78, []),
     ("numpy", "bench_numpy.py", 0.97, []),
 ]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-min", type=float, default=14.0, help="overall time budget in minutes")
+    parser.add_argument("--budget-min", type=float, default=18.0, help="overall time budget in minutes")
     parser.add_argument("--quick", action="store_true", help="smoke test: N / 16 in every shape")
     parser.add_argument("--skip", default="", help="comma-separated suites to leave out (their old results stay)")
     parser.add_argument("--repeats", type=int, default=5)
