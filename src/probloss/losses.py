@@ -235,7 +235,14 @@ class BinaryCrossentropy(LossFunctionWrapper):
 
 
 class BinaryFocalCrossentropy(LossFunctionWrapper):
-    """Class form of :func:`~probloss.binary_focal_crossentropy`; see :class:`Loss`."""
+    """Class form of :func:`~probloss.binary_focal_crossentropy`; see :class:`Loss`.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> round(float(pl.BinaryFocalCrossentropy(gamma=2.0)([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])), 4)
+    0.2678
+    """
 
     def __init__(
         self,
@@ -303,7 +310,15 @@ class CategoricalCrossentropy(LossFunctionWrapper):
 
 
 class CategoricalFocalCrossentropy(LossFunctionWrapper):
-    """Class form of :func:`~probloss.categorical_focal_crossentropy`; see :class:`Loss`."""
+    """Class form of :func:`~probloss.categorical_focal_crossentropy`; see :class:`Loss`.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> cfce = pl.CategoricalFocalCrossentropy()
+    >>> round(float(cfce([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 4)
+    0.2332
+    """
 
     def __init__(
         self,
@@ -389,7 +404,16 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 
 
 class Poisson(LossFunctionWrapper):
-    """Class form of :func:`~probloss.poisson`; see :class:`Loss`."""
+    """Class form of :func:`~probloss.poisson`; see :class:`Loss`.
+
+    The constant ``log(y!)`` is left out, as in Keras, so the value can be negative.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> round(float(pl.Poisson()([[4, 8, 12], [8, 1, 3]], [[1, 9, 2], [5, 2, 6]])), 4)
+    -3.3066
+    """
 
     def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None, epsilon=_EPS):
         super().__init__(
@@ -398,7 +422,15 @@ class Poisson(LossFunctionWrapper):
 
 
 class KLDivergence(LossFunctionWrapper):
-    """Class form of :func:`~probloss.kl_divergence`; see :class:`Loss`."""
+    """Class form of :func:`~probloss.kl_divergence`; see :class:`Loss`.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> kld = pl.KLDivergence()
+    >>> round(float(kld([[0.5, 0.8, 0.12], [0.7, 0.43, 0.8]], [[0.4, 0.9, 0.12], [0.36, 0.3, 0.4]])), 4)
+    0.5961
+    """
 
     def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None, epsilon=_EPS):
         super().__init__(
