@@ -102,22 +102,28 @@ def kl_asymmetry(out: Path) -> Path:
     left.grid(alpha=0.3)
     left.legend(frameon=False, loc="upper center")
 
-    x = np.arange(10)
-    bimodal = np.exp(-0.5 * ((x - 1.5) / 0.9) ** 2) + np.exp(-0.5 * ((x - 7.5) / 0.9) ** 2)
+    # The best single-mode model q (a discretised bell curve) under each direction, found
+    # by a grid search over its centre and width: KL(p || q) spreads q over both modes of
+    # p, KL(q || p) puts q on one of them.
+    x = np.arange(16)
+    bimodal = np.exp(-0.5 * ((x - 3.0) / 1.0) ** 2) + np.exp(-0.5 * ((x - 12.0) / 1.0) ** 2)
     bimodal /= bimodal.sum()
-    unimodal = np.exp(-0.5 * ((x - 4.5) / 1.6) ** 2)
-    unimodal /= unimodal.sum()
-    forward = float(info.kl_divergence(bimodal, unimodal, base=2))
-    reverse = float(info.kl_divergence(unimodal, bimodal, base=2))
-    w = 0.4
-    right.bar(x - w / 2, bimodal, w, label="p (data, two modes)")
-    right.bar(x + w / 2, unimodal, w, label="q (model, one mode)")
+    centres, widths = np.linspace(0.0, 15.0, 151), np.linspace(0.4, 12.0, 117)
+    bells = np.exp(-0.5 * ((x - centres[:, None, None]) / widths[None, :, None]) ** 2)
+    bells /= bells.sum(axis=-1, keepdims=True)  # (centre, width, outcome)
+    forward = np.asarray(info.kl_divergence(np.broadcast_to(bimodal, bells.shape), bells, base=2))
+    reverse = np.asarray(info.kl_divergence(bells, np.broadcast_to(bimodal, bells.shape), base=2))
+    q_forward = bells[np.unravel_index(np.argmin(forward), forward.shape)]
+    q_reverse = bells[np.unravel_index(np.argmin(reverse), reverse.shape)]
+    right.bar(x, bimodal, 0.6, color="lightgray", label="p (data, two modes)")
+    right.plot(x, q_forward, "o-", lw=2, label=f"q minimising KL(p ‖ q) = {forward.min():.2f} bits: covers both")
+    right.plot(x, q_reverse, "s-", lw=2, label=f"q minimising KL(q ‖ p) = {reverse.min():.2f} bits: locks onto one")
     right.set_xticks(x)
     right.set_xlabel("outcome")
     right.set_ylabel("probability")
-    right.set_title(f"KL(p ‖ q) = {forward:.2f} bits,  KL(q ‖ p) = {reverse:.2f} bits")
-    right.set_ylim(0, 0.31)
-    right.legend(frameon=False, loc="upper center", ncols=2)
+    right.set_title("best one-mode model q under each direction")
+    right.set_ylim(0, 0.5)
+    right.legend(frameon=False, loc="upper center", fontsize=8)
     right.grid(alpha=0.3, axis="y")
     fig.suptitle("KL divergence is not symmetric", fontsize=12)
     fig.tight_layout()
