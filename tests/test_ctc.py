@@ -491,8 +491,10 @@ def test_numpy_lengths_follow_torch_scores():
 @pytest.mark.parametrize(
     "call, error, words",
     [
-        (lambda: ctc_loss(X[0], [[1]], [4], [1]), pl.ShapeError, ["rank 3", "batch axis"]),
-        (lambda: ctc_loss(X, [1, 2], [4, 4], [1, 1]), pl.ShapeError, ["labels", "pad_sequence"]),
+        (lambda: ctc_loss(X[0, 0], [[1]], [4], [1]), pl.ShapeError, ["rank 3", "rank 2", "unbatched"]),
+        (lambda: ctc_loss(X, [1, 2], [4, 4], None), pl.ShapeError, ["concatenated", "label_lengths"]),
+        (lambda: ctc_loss(X, [1, 2], [4, 4], [1, 2]), pl.ShapeError, ["2 labels", "add up to 3"]),
+        (lambda: ctc_loss(X[0], [[1], [2]], [4], [1]), pl.ShapeError, ["labels", "unbatched"]),
         (lambda: ctc_loss(X, [[1], [1], [1]], [4, 4], [1, 1]), pl.ShapeError, ["labels", "(2, S)"]),
         (lambda: ctc_loss(X, [[1], [1]], [4, 4, 4], [1, 1]), pl.ShapeError, ["input_lengths", "(2,)"]),
         (lambda: ctc_loss(X, [[1, 2], [1, 1]], [4, 5], [2, 2]), pl.ShapeError, ["input_lengths", "5", "[0, 4]"]),

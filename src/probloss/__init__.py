@@ -22,6 +22,10 @@ from .functional import categorical_crossentropy as categorical_crossentropy
 from .functional import categorical_focal_crossentropy as categorical_focal_crossentropy
 from .functional import ctc as ctc
 from .functional import ctc_loss as ctc_loss
+from .functional import distillation_cross_entropy as distillation_cross_entropy
+from .functional import distillation_kl as distillation_kl
+from .functional import gaussian_nll as gaussian_nll
+from .functional import js_divergence_loss as js_divergence_loss
 from .functional import kl_divergence as kl_divergence
 from .functional import log_poisson_loss as log_poisson_loss
 from .functional import poisson as poisson
@@ -35,6 +39,10 @@ from .losses import BinaryCrossentropy as BinaryCrossentropy
 from .losses import BinaryFocalCrossentropy as BinaryFocalCrossentropy
 from .losses import CategoricalCrossentropy as CategoricalCrossentropy
 from .losses import CategoricalFocalCrossentropy as CategoricalFocalCrossentropy
+from .losses import DistillationCrossEntropy as DistillationCrossEntropy
+from .losses import DistillationKL as DistillationKL
+from .losses import GaussianNLL as GaussianNLL
+from .losses import JSDivergence as JSDivergence
 from .losses import KLDivergence as KLDivergence
 from .losses import Loss as Loss
 from .losses import Poisson as Poisson
@@ -52,6 +60,10 @@ __all__ = [
     "CTC",
     "CategoricalCrossentropy",
     "CategoricalFocalCrossentropy",
+    "DistillationCrossEntropy",
+    "DistillationKL",
+    "GaussianNLL",
+    "JSDivergence",
     "KLDivergence",
     "LabelFormatError",
     "LabelValueError",
@@ -70,8 +82,12 @@ __all__ = [
     "ctc",
     "ctc_loss",
     "deserialize",
+    "distillation_cross_entropy",
+    "distillation_kl",
+    "gaussian_nll",
     "get",
     "info",
+    "js_divergence_loss",
     "kl_divergence",
     "log_poisson_loss",
     "poisson",

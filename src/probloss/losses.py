@@ -17,9 +17,11 @@ from ._compat import as_array, is_half, namespace
 from ._errors import ArgumentError, ProblossTypeError, ShapeError
 from ._reduction import reduce_values, validate_reduction
 from .functional import crossentropy as _ce
+from .functional import distillation as _distill
 from .functional import focal as _focal
 from .functional.ctc import ctc
 from .functional.divergence import kl_divergence
+from .functional.gaussian import gaussian_nll
 from .functional.poisson import poisson
 
 _EPS = _ce.EPSILON
@@ -421,6 +423,171 @@ class Poisson(LossFunctionWrapper):
         )
 
 
+class GaussianNLL(Loss):
+    """Class form of :func:`~probloss.gaussian_nll`, the Gaussian negative log-likelihood.
+
+    The variance is a third input, given at call time in one of two ways:
+
+    * ``loss(y_true, mean, var=var, sample_weight=None)``: ``var`` as a keyword, in any
+      shape :func:`~probloss.gaussian_nll` accepts (PyTorch's: the shape of ``mean``,
+      one axis short, an axis of size 1, or a number);
+    * ``loss(y_true, (mean, var))``: ``y_pred`` a Python ``tuple`` of the two, for
+      callers that pass a single prediction (a model with two heads,
+      :class:`probloss.torch.LossModule`).
+
+    Calling without a variance raises :class:`~probloss.ArgumentError` (there is no
+    default: at a fixed variance use the mean squared error).  The per-sample values
+    (the mean over the last axis) are reduced as in :class:`Loss`; with equally sized
+    samples the default reduction equals PyTorch's
+    ``GaussianNLLLoss(full, eps)(mean, y_true, var)``.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> loss = pl.GaussianNLL()
+    >>> round(float(loss([[1.0, 2.0], [0.0, 0.5]], [[1.5, 2.0], [0.0, -0.5]], var=[[1.0, 4.0], [0.5, 0.5]])), 5)
+    0.28125
+    >>> round(float(loss([[1.0, 2.0]], ([[1.5, 2.0]], [1.0]))), 5)
+    0.0625
+    """
+
+    _var = None  # the variance of the current call, on the per-call copy made by _bound
+
+    def __init__(self, full=False, eps=1e-6, reduction="sum_over_batch_size", name="gaussian_nll", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.full = C.check_bool("full", full)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < float(eps) < math.inf:
+            msg = f"`eps` must be a finite number > 0 (the variance's lower clamp); got {eps!r}."
+            raise ArgumentError(msg)
+        self.eps = float(eps)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, *, var=None):
+        mean, var = self._mean_and_var(y_pred, var)
+        return Loss.__call__(self._bound(var), y_true, mean, sample_weight)
+
+    def per_sample(self, y_true, y_pred, *, var=None):
+        """Per-sample losses and ``None`` (no mask); the variance as in ``__call__``."""
+        mean, var = self._mean_and_var(y_pred, var)
+        return Loss.per_sample(self._bound(var), y_true, mean)
+
+    def call(self, y_true, y_pred):
+        return gaussian_nll(y_true, y_pred, self._var, full=self.full, eps=self.eps)
+
+    def _mean_and_var(self, y_pred, var):
+        if var is None:
+            var = self._var
+        if var is None and isinstance(y_pred, tuple) and len(y_pred) == 2:
+            return y_pred
+        if var is None:
+            msg = (
+                f"{type(self).__name__} needs the predicted variance: call loss(y_true, mean, var=var) "
+                "or loss(y_true, (mean, var))."
+            )
+            raise ArgumentError(msg)
+        return y_pred, var
+
+    def _bound(self, var):
+        """A shallow copy carrying ``var``: one call's state never lives on ``self``."""
+        bound = object.__new__(type(self))
+        bound.__dict__.update(self.__dict__)
+        bound._var = var
+        return bound
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(full=self.full, eps=self.eps)
+        return config
+
+
+def _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis):
+    """The options of the distillation classes, validated once, as JSON-safe values."""
+    return {
+        "temperature": _distill._check_temperature(temperature),
+        "teacher_from": _distill._check_form("teacher_from", teacher_from, _distill.TEACHER_FORMS),
+        "student_from": _distill._check_form("student_from", student_from, _distill.STUDENT_FORMS),
+        "scale_by_temperature_squared": C.check_bool("scale_by_temperature_squared", scale_by_temperature_squared),
+        "axis": _check_axis_arg(axis),
+    }
+
+
+class DistillationKL(LossFunctionWrapper):
+    """Class form of :func:`~probloss.distillation_kl`; see :class:`Loss`.
+
+    Call as ``loss(teacher, student, sample_weight=None)``: the teacher's outputs take the
+    place of ``y_true``.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> round(float(pl.DistillationKL(temperature=2.0)([[2.0, 1.0, 0.1]], [[1.5, 1.2, 0.3]])), 5)
+    0.06096
+    """
+
+    def __init__(
+        self,
+        temperature=1.0,
+        teacher_from="logits",
+        student_from="logits",
+        scale_by_temperature_squared=True,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="distillation_kl",
+        dtype=None,
+    ):
+        options = _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis)
+        super().__init__(_distill.distillation_kl, reduction=reduction, name=name, dtype=dtype, **options)
+
+
+class DistillationCrossEntropy(LossFunctionWrapper):
+    """Class form of :func:`~probloss.distillation_cross_entropy`; see :class:`DistillationKL`.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> round(float(pl.DistillationCrossEntropy()([[2.0, 1.0, 0.1]], [[1.5, 1.2, 0.3]])), 5)
+    0.90494
+    """
+
+    def __init__(
+        self,
+        temperature=1.0,
+        teacher_from="logits",
+        student_from="logits",
+        scale_by_temperature_squared=True,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="distillation_cross_entropy",
+        dtype=None,
+    ):
+        options = _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis)
+        super().__init__(_distill.distillation_cross_entropy, reduction=reduction, name=name, dtype=dtype, **options)
+
+
+class JSDivergence(LossFunctionWrapper):
+    """Class form of :func:`~probloss.js_divergence_loss`; see :class:`DistillationKL`.
+
+    Examples
+    --------
+    >>> import probloss as pl
+    >>> round(float(pl.JSDivergence()([[2.0, 1.0, 0.1]], [[1.5, 1.2, 0.3]])), 5)
+    0.01473
+    """
+
+    def __init__(
+        self,
+        temperature=1.0,
+        teacher_from="logits",
+        student_from="logits",
+        scale_by_temperature_squared=True,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="js_divergence_loss",
+        dtype=None,
+    ):
+        options = _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis)
+        super().__init__(_distill.js_divergence_loss, reduction=reduction, name=name, dtype=dtype, **options)
+
+
 class KLDivergence(LossFunctionWrapper):
     """Class form of :func:`~probloss.kl_divergence`; see :class:`Loss`.
 
@@ -696,6 +863,7 @@ for _cls in (
     Poisson,
     KLDivergence,
     CTC,
+    GaussianNLL, DistillationKL, DistillationCrossEntropy, JSDivergence,
 ):
     register(_cls)
 for _fn in (
@@ -707,6 +875,7 @@ for _fn in (
     poisson,
     kl_divergence,
     ctc,
+    gaussian_nll, _distill.distillation_kl, _distill.distillation_cross_entropy, _distill.js_divergence_loss,
 ):
     register(_fn)
 _BUILTIN_NAMES = frozenset(_CLASSES) | frozenset(_FUNCTIONS) | frozenset(_ALIASES)

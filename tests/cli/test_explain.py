@@ -99,14 +99,14 @@ def test_human_output_and_memory(cli):
     assert out["value"] == pytest.approx(-math.log(0.1), rel=1e-6)
 
 
-def test_regression_recommends_a_gaussian_nll_without_naming_a_missing_function(cli):
+def test_regression_recommends_gaussian_nll(cli):
     y, p = [1.5, -0.3, 2.2, 0.7], [1.4, 0.1, 2.0, 0.5]
     text = cli("explain", "--y-true", json.dumps(y), "--y-pred", json.dumps(p)).out
-    assert "do not fit" in text
-    assert "Use instead: a Gaussian negative log-likelihood (mean squared error at a fixed variance)" in text
-    assert "gaussian_nll" not in text.replace("gaussian_nll_loss", "") and "mean_squared_error" not in text
+    assert "The classification losses do not fit: this is regression." in text
+    assert "Use instead: gaussian_nll, the Gaussian negative log-likelihood (mean squared error at a fixed variance)" in text
+    assert "probloss.GaussianNLL()(y_true, y_pred, var=var)" in text and "mean_squared_error" not in text
     out = cli("explain", "--y-true", json.dumps(y), "--y-pred", json.dumps(p), "--json").json()
-    assert out["fits"] is False and out["recommendation"]["loss"] is None
+    assert out["fits"] is False and out["recommendation"]["loss"] == "gaussian_nll"
     assert out["value"] == pytest.approx(np.mean((np.array(y) - p) ** 2), rel=1e-12)
     out = cli("explain", "--y-true", "[1.5, 0.3, 2.25]", "--y-pred", "[1.4, 0.1, 2.0]", "--json").json()
     assert any("Poisson" in n for n in out["notes"])

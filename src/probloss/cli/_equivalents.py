@@ -85,13 +85,26 @@ EQUIVALENTS: dict[str, dict[str, dict[str, str]]] = {
             "optax": "jnp.mean(jnp.exp(y_pred) - y_true * y_pred)  # Optax has no Poisson loss",
         },
     },
-    "regression": {
+    "gaussian_nll": {
         "probabilities": {
-            "probloss": "(none: probloss has no regression loss)",
-            "keras": "keras.losses.MeanSquaredError()(y_true, y_pred)",
-            "pytorch": "torch.nn.functional.gaussian_nll_loss(y_pred, y_true, var)  # mse_loss at a fixed variance",
-            "tensorflow": "tf.keras.losses.MeanSquaredError()(y_true, y_pred)",
-            "optax": "optax.squared_error(y_pred, y_true).mean()",
+            "probloss": "probloss.GaussianNLL()(y_true, y_pred, var=var)  # var=1: 0.5 * mean squared error",
+            "keras": "keras.losses.MeanSquaredError()(y_true, y_pred)  # no Gaussian NLL: the fixed-variance case",
+            "pytorch": "torch.nn.functional.gaussian_nll_loss(y_pred, y_true, var)",
+            "tensorflow": "tf.keras.losses.MeanSquaredError()(y_true, y_pred)  # no Gaussian NLL: the fixed-variance case",
+            "optax": "optax.squared_error(y_pred, y_true).mean()  # no Gaussian NLL: the fixed-variance case",
+        },
+    },
+    "distillation_kl": {
+        "logits": {
+            "probloss": "probloss.DistillationKL(temperature=T)(teacher_logits, student_logits)",
+            "keras": "keras.losses.KLDivergence()(keras.ops.softmax(teacher_logits / T), "
+            "keras.ops.softmax(student_logits / T)) * T**2  # clips to [1e-7, 1]",
+            "pytorch": "torch.nn.functional.kl_div(F.log_softmax(student_logits / T, -1), "
+            "F.log_softmax(teacher_logits / T, -1), log_target=True, reduction='batchmean') * T**2",
+            "tensorflow": "tf.keras.losses.KLDivergence()(tf.nn.softmax(teacher_logits / T), "
+            "tf.nn.softmax(student_logits / T)) * T**2  # clips to [1e-7, 1]",
+            "optax": "optax.losses.kl_divergence_with_log_targets(jax.nn.log_softmax(student_logits / T), "
+            "jax.nn.log_softmax(teacher_logits / T)).mean() * T**2",
         },
     },
 }

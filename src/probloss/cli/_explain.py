@@ -54,7 +54,7 @@ PREDICTION_PHRASE = {
     "independent_probabilities": "probabilities whose rows do not sum to 1 (the loss renormalises them)",
     "logits": "logits (softmax is applied inside the loss)",
 }
-REGRESSION = "a Gaussian negative log-likelihood (mean squared error at a fixed variance)"
+REGRESSION = "gaussian_nll, the Gaussian negative log-likelihood (mean squared error at a fixed variance)"
 _TAKES_LOGITS = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
 
 
@@ -174,7 +174,8 @@ def _imbalance_note(t: np.ndarray, kind: str, classes: int) -> str | None:
 
 
 def _recommend(lk: str, pk: str, k: int, t: np.ndarray) -> tuple[str | None, str, list[str]]:
-    """(loss name or None for regression, the reason, notes) for label kind ``lk`` and prediction kind ``pk``."""
+    """(loss name, the reason, notes) for label kind ``lk`` and prediction kind ``pk``; ``"gaussian_nll"`` for
+    regression, which the report marks as not fitting the classification losses (``fits`` False)."""
     notes: list[str] = []
     if lk == "class_indices":
         return "sparse_categorical_crossentropy", (
@@ -219,10 +220,11 @@ def _recommend(lk: str, pk: str, k: int, t: np.ndarray) -> tuple[str | None, str
         ), notes
     if np.all(t >= 0):
         notes.append("if the targets are counts or non-negative rates, the Poisson loss fits instead")
-    return None, (
-        "the targets are real-valued, so this is regression: probabilistic losses (cross-entropy, focal, KL) "
-        f"compare probabilities and do not fit. Use {REGRESSION}; if the model also predicts a variance, "
-        "the Gaussian negative log-likelihood with that variance"
+    return "gaussian_nll", (
+        "the targets are real-valued, so this is regression: the classification losses (cross-entropy, focal, KL) "
+        "compare probabilities and do not fit. The probabilistic loss for real-valued targets is the Gaussian "
+        "negative log-likelihood, gaussian_nll: at a fixed variance it is the mean squared error up to scale and "
+        "a constant; if the model also predicts a variance, pass it as var"
     ), notes
 
 
@@ -271,10 +273,11 @@ def explain(y_true, y_pred, *, force_logits: bool = False) -> dict:
         note = _imbalance_note(t, lk, k)
         notes += [note] if note else []
     options: dict[str, Any] = {"from_logits": logits} if loss in _TAKES_LOGITS else {}
-    if loss is None:
+    regression = loss == "gaussian_nll"
+    if regression:  # no variance to evaluate the NLL with: the fixed-variance case, the MSE
         value = float(np.mean((t - _aligned(p, t)) ** 2))
         value_text = "mean squared error"
-        table = equivalents("regression")
+        table = equivalents(loss)
     else:
         _, loss_obj = build_loss(loss, from_logits=logits and loss in _TAKES_LOGITS)
         value = float(np.asarray(loss_obj(np.asarray(y_true), p)))
@@ -285,8 +288,8 @@ def explain(y_true, y_pred, *, force_logits: bool = False) -> dict:
                    "dtype": str(np.asarray(y_true).dtype), "samples": n, "classes": k},
         "predictions": {"kind": pk, "description": PREDICTION_TEXT[pk], "shape": list(p.shape),
                         "dtype": str(np.asarray(y_pred).dtype)},
-        "fits": loss is not None,
-        "recommendation": {"loss": loss, "description": REGRESSION if loss is None else loss, "options": options, "why": why},
+        "fits": not regression,
+        "recommendation": {"loss": loss, "description": REGRESSION if regression else loss, "options": options, "why": why},
         "equivalents": table,
         "memory": memory(n, k) if lk in ("class_indices", "one_hot") else None,
         "value": value,
@@ -305,7 +308,7 @@ def render(report: dict) -> None:
         opts = ", ".join(f"{k}={v!r}" for k, v in rec["options"].items())
         print(f"Use: {rec['loss']}" + (f" with {opts}" if opts else ""))
     else:
-        print("These probabilistic losses do not fit: this is regression.")
+        print("The classification losses do not fit: this is regression.")
         print(f"Use instead: {rec['description']}")
     print(f"Why: {rec['why']}.")
     print()

@@ -74,7 +74,7 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key.isidentifier():
             raise CliError(f"`--set` expects KEY=VALUE (e.g. --set gamma=2); got {item!r}")
-        if key in ("reduction", "from_logits"):
+        if key in ("reduction", "from_logits", "var"):
             raise CliError(f"`--set {key}`: use the --{key.replace('_', '-')} option instead")
         try:
             options[key] = json.loads(raw)

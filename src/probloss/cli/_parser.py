@@ -105,6 +105,12 @@ def build_parser(handlers: dict) -> argparse.ArgumentParser:
     )
     p.add_argument("--sample-weight", metavar="W", help="sample weights: inline JSON or a file")
     p.add_argument(
+        "--var",
+        metavar="V",
+        help="gaussian_nll only: the predicted variances, inline JSON or a file, shaped like y_pred, one per "
+        "sample (y_pred's shape without its last axis), or a single number",
+    )
+    p.add_argument(
         "--set",
         dest="options",
         action="append",

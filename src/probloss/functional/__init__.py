@@ -10,8 +10,10 @@ from .crossentropy import (
     weighted_cross_entropy_with_logits,
 )
 from .ctc import ctc, ctc_loss
+from .distillation import distillation_cross_entropy, distillation_kl, js_divergence_loss
 from .divergence import kl_divergence
 from .focal import binary_focal_crossentropy, categorical_focal_crossentropy
+from .gaussian import gaussian_nll
 from .poisson import log_poisson_loss, poisson
 
 __all__ = [
@@ -21,6 +23,10 @@ __all__ = [
     "categorical_focal_crossentropy",
     "ctc",
     "ctc_loss",
+    "distillation_cross_entropy",
+    "distillation_kl",
+    "gaussian_nll",
+    "js_divergence_loss",
     "kl_divergence",
     "log_poisson_loss",
     "poisson",

@@ -196,6 +196,8 @@ def ctc_loss(
     ========================  ==============================================================
     PyTorch ``F.ctc_loss``    ``ctc_loss(log_probs, targets, input_lengths, target_lengths,
                               from_logits=False, time_major=True, reduction="mean")``
+                              (padded or concatenated targets, batched or not; also
+                              :class:`probloss.torch.CTCLoss`)
     ``tf.nn.ctc_loss`` (v2)   ``ctc_loss(logits, labels, logit_length, label_length,
                               time_major=True, blank=blank_index or 0)``
     TF v1 (blank = C - 1)     ``blank=-1``
@@ -209,11 +211,14 @@ def ctc_loss(
     ----------
     log_probs_or_logits : array_like of float, shape (B, T, C), or (T, B, C) if ``time_major``
         Per-frame class scores: logits (``from_logits=True``, the default) or
-        log-probabilities (``from_logits=False``).
-    labels : array_like of int, shape (B, S)
+        log-probabilities (``from_logits=False``).  Shape ``(T, C)`` is one unbatched
+        sequence (PyTorch's unbatched form), with 1-D ``labels`` (or ``(1, S)``) and 0-d
+        or one-element lengths.
+    labels : array_like of int, shape (B, S), or (sum(label_lengths),)
         Right-padded label sequences; entries at and beyond ``label_lengths[b]`` are
-        ignored (any padding value).  PyTorch's 1-D concatenated form is not accepted:
-        pad it first.
+        ignored (any padding value).  A 1-D array with batched scores is PyTorch's
+        concatenated form: the sequences one after the other, split by
+        ``label_lengths`` (required, adding up to its length).
     input_lengths : array_like of int, shape (B,) or scalar, or None
         Number of valid frames per sequence, in ``[0, T]``; ``None`` means ``T``.  Like
         ``labels``, a list or an array of the scores' own library (PyTorch's CPU length
@@ -247,7 +252,8 @@ def ctc_loss(
     Returns
     -------
     array
-        Shape ``(B,)`` for ``reduction="none"``, else a scalar; the array type, device
+        Shape ``(B,)`` for ``reduction="none"`` (``()`` for an unbatched sequence, as in
+        PyTorch), else a scalar; the array type, device
         and floating dtype of the input (float16/bfloat16 are computed in float32).
 
     Raises
@@ -299,30 +305,30 @@ def ctc_loss(
     name = "log_probs_or_logits"
     xp = namespace(log_probs_or_logits, labels, input_lengths, label_lengths, names=(name, "labels", "input_lengths", "label_lengths"))
     x, out_dtype = _prediction(xp, log_probs_or_logits, name)
-    if x.ndim != 3:
+    unbatched = x.ndim == 2  # PyTorch's unbatched form: one sequence (T, C)
+    if x.ndim not in (2, 3):
         layout = "(time, batch, classes)" if time_major else "(batch, time, classes)"
         msg = (
-            f"ctc_loss: `{name}` must have rank 3, {layout}; got shape {tuple(x.shape)}. "
-            "For one unbatched sequence add a batch axis; for time-major input pass "
-            "`time_major=True`."
+            f"ctc_loss: `{name}` must have rank 3, {layout}, or rank 2, (time, classes) for one "
+            f"unbatched sequence; got shape {tuple(x.shape)}. For time-major input pass `time_major=True`."
         )
         raise ShapeError(msg)
-    if time_major:
+    if unbatched:
+        x = xp.expand_dims(x, axis=0)
+    elif time_major:
         x = xp.permute_dims(x, (1, 0, 2))
     B, T, K = x.shape
     blank = _check_blank(blank, K)
     labels = _integers(xp, labels, x, "labels", "labels")
+    if labels.ndim == 1 and unbatched:
+        labels = xp.expand_dims(labels, axis=0)
+    elif labels.ndim == 1:
+        labels, label_lengths = _pad_concatenated(xp, labels, label_lengths, x, B)
     if labels.ndim != 2 or labels.shape[0] != B:
-        hint = (
-            " PyTorch's 1-D concatenated targets must be padded first, e.g. "
-            "`pad_sequence(targets.split(target_lengths.tolist()), batch_first=True)`."
-            if labels.ndim == 1
-            else ""
+        what = "(1, max_label_length) or (max_label_length,) for one unbatched sequence" if unbatched else (
+            f"({B}, S) with right-padded label sequences, or PyTorch's 1-D concatenation with `label_lengths`"
         )
-        msg = (
-            f"ctc_loss: `labels` must have shape (batch, max_label_length) = ({B}, S) with "
-            f"right-padded label sequences; got shape {tuple(labels.shape)}.{hint}"
-        )
+        msg = f"ctc_loss: `labels` must have shape {what}; got shape {tuple(labels.shape)}."
         raise ShapeError(msg)
     S = labels.shape[1]
     int_dtype = labels.dtype
@@ -340,7 +346,50 @@ def ctc_loss(
         _run_checks(xp, checks)
     lp = log_softmax(x, xp, axis=-1) if from_logits else x
     nll = _ctc_nll(xp, lp, labels, input_lengths, label_lengths, blank, zero_infinity, not from_logits, native)
+    if unbatched and reduction == "none":
+        nll = nll[0]  # PyTorch: a 0-d loss for an unbatched sequence
     return _finish(xp, _reduce(xp, nll, label_lengths, reduction), out_dtype)
+
+
+def _pad_concatenated(xp, flat, label_lengths, like, B):
+    """PyTorch's 1-D concatenated targets ``(sum(label_lengths),)`` as right-padded rows.
+
+    The width is the longest label sequence when the lengths have values (eagerly: one
+    read of their maximum, as PyTorch's kernel makes), and the whole concatenation's
+    length inside a trace (``jax.jit``), where the maximum is not known yet; the padding
+    is ignored either way.  Returns ``(labels (B, S), label_lengths (B,))``.
+    """
+    total = flat.shape[0]
+    if label_lengths is None:
+        if B != 1:
+            msg = (
+                f"ctc_loss: `labels` is 1-D (PyTorch's concatenated targets) for a batch of {B}; pass "
+                "`label_lengths` to say where each sequence ends, or pad the labels to shape (batch, S)."
+            )
+            raise ShapeError(msg)
+        return xp.expand_dims(flat, axis=0), None
+    lengths = _lengths(xp, label_lengths, like, B, total, flat.dtype, "label_lengths")
+    if C.eager(lengths):
+        checks = [_range_check(xp, lengths, total, "label_lengths", f"the length {total} of the concatenated `labels`")]
+        _run_checks(xp, checks)
+        found = xp.sum(lengths)
+        if not is_traced(found) and int(_host(found)) != total:
+            msg = (
+                f"ctc_loss: 1-D `labels` (PyTorch's concatenated targets) hold {total} labels but "
+                f"`label_lengths` add up to {int(_host(found))}; they must be equal."
+            )
+            raise ShapeError(msg)
+    top = xp.max(lengths) if B else xp.zeros((), dtype=lengths.dtype)
+    S = total if is_traced(top) else int(_host(top))
+    dev = device_of(like)
+    starts = xp.cumulative_sum(lengths) - lengths
+    pos = xp.arange(S, dtype=lengths.dtype, device=dev)
+    idx = starts[:, None] + pos[None, :]
+    if total == 0 or S == 0:
+        return xp.zeros((B, S), dtype=flat.dtype, device=dev), lengths
+    idx = xp.where(pos[None, :] < lengths[:, None], idx, xp.zeros_like(idx))  # padding: any valid index
+    padded = xp.take(flat, xp.reshape(xp.clip(idx, 0, total - 1), (-1,)), axis=0)
+    return xp.reshape(padded, (B, S)), lengths
 
 
 # ---------------------------------------------------------------------- the recursion
