@@ -8,6 +8,8 @@ Importing this module imports torch; ``import probloss`` never does.
   log-softmax and build the gradient in one buffer: about half the peak memory of
   forward+backward, and about a quarter with ``inplace_backward=True``.
 * :class:`LossModule`: any Keras-style probloss loss as an ``nn.Module``.
+* :class:`CTCLoss`: a drop-in for ``torch.nn.CTCLoss`` (time-major log-probabilities,
+  padded or concatenated targets, unbatched input) on :func:`probloss.ctc_loss`.
 * :func:`linear_cross_entropy` and :class:`LinearCrossEntropy`: a language model's last
   layer and its cross-entropy, ``CE(hidden @ weight.T + bias, target)``, by chunks of
   tokens, never holding the ``N x V`` logits (z-loss, softcap, label smoothing, class
@@ -20,10 +22,12 @@ for torch tensors.
 """
 
 from ._cross_entropy import cross_entropy
+from ._ctc import CTCLoss
 from ._linear import LinearCrossEntropy, LogProbsEntropy, linear_cross_entropy, linear_log_probs_and_entropy
 from ._modules import CrossEntropyLoss, LossModule
 
 __all__ = [
+    "CTCLoss",
     "CrossEntropyLoss",
     "LinearCrossEntropy",
     "LogProbsEntropy",
