@@ -296,7 +296,7 @@ def self_information(p, *, base=None):
     >>> from probloss import info
     >>> info.self_information(np.array([1.0, 0.5, 0.25, 0.0]), base=2)
     array([ 0.,  1.,  2., inf])
-    >>> round(float(info.self_information(np.array(0.6))), 4)  # -log 0.6, the seed's 5-class example
+    >>> round(float(info.self_information(np.array(0.6))), 4)  # -log 0.6: the guide's 5-class example
     0.5108
     """
     base = _check_base(base)
