@@ -719,15 +719,16 @@ def categorical(xp, t, x, axis, o, name="y_true"):
 
 
 def _categorical_probs(xp, t, p, axis, o, name):
-    """Keras's categorical cross-entropy from probabilities: :class:`RowReduce` when big."""
-    if _small(p) or axis != p.ndim - 1:
+    """Keras's categorical cross-entropy from probabilities: :class:`RowReduce` when big
+    (on the ``(A, K[, B])`` layout, so any class axis)."""
+    if _small(p):
         return ce.categorical_generic(xp, t, p, axis, o, name)
     if C.eager(t, p):
         ce.check_soft_labels(xp, t, name)
         ce.row_sums(xp, p, axis)  # the probability checks (entries in [0, 1], rows summing to 1)
     t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
-    k = p.shape[-1]
-    return row_reduce(p.reshape(-1, k), t.reshape(-1, k), "cat_probs", o.epsilon, False).reshape(p.shape[:-1])
+    out = row_reduce(_as_rows(p, axis), _as_rows(t, axis), "cat_probs", o.epsilon, False)
+    return out.reshape(p.shape[:axis] + p.shape[axis + 1 :])
 
 
 def _row_reduce(kind, xp, t, p, axis, o, generic, mean):
