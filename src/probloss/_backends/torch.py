@@ -46,7 +46,7 @@ from .. import _checks as C
 from ..functional import crossentropy as ce
 from ..functional import divergence
 from ..functional.ctc import LOG_ZERO, ctc_generic
-from ..functional.poisson import COUNTS_HINT, RATES_HINT, poisson_generic
+from ..functional.poisson import check_poisson, poisson_generic
 
 __all__ = [
     "SMALL_ELEMENTS",
@@ -473,21 +473,16 @@ class RowReduce(torch.autograd.Function):
     rows, so they may renormalise along dim 1); ``eps`` is its clipping constant.  Saves
     ``p`` and ``t`` only (references); the gradient w.r.t. ``p`` is built chunk by chunk
     in one buffer.  ``t`` gets no gradient (callers use the generic path when it needs
-    one).  ``stats`` (a ``(chunks, 4)`` tensor, or ``None``) receives each chunk's
-    ``min(t), max(t), min(p), max(p)``, taken while the chunk is in cache, for the
-    caller's range checks: about a tenth of separate passes over both inputs.
+    one).
     """
 
     @staticmethod
-    def forward(p, t, kind, eps, mean, chunk, stats):
+    def forward(p, t, kind, eps, mean, chunk):
         rows = chunk_rows(p, chunk)
         value = ELEMENTWISE[kind][0]
         out = torch.empty((p.shape[0],) + tuple(p.shape[2:]), dtype=p.dtype, device=p.device)
-        for i, s in enumerate(range(0, p.shape[0], rows)):
+        for s in range(0, p.shape[0], rows):
             e = s + rows
-            if stats is not None:
-                stats[i, 0], stats[i, 1] = torch.aminmax(t[s:e])
-                stats[i, 2], stats[i, 3] = torch.aminmax(p[s:e])
             torch.sum(value(p[s:e], t[s:e], eps), 1, out=out[s:e])
         if mean:
             out.div_(p.shape[1])
@@ -495,14 +490,14 @@ class RowReduce(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        p, t, kind, eps, mean, chunk, _ = inputs
+        p, t, kind, eps, mean, chunk = inputs
         ctx.save_for_backward(p, t)
         ctx.kind, ctx.eps, ctx.mean, ctx.rows = kind, eps, mean, chunk_rows(p, chunk)
 
     @staticmethod
-    def vmap(info, in_dims, p, t, kind, eps, mean, chunk, stats):
+    def vmap(info, in_dims, p, t, kind, eps, mean, chunk):
         p, t = _rows_of_batches(info.batch_size, (p, in_dims[0]), (t, in_dims[1]))
-        return _split_batches(info.batch_size, RowReduce.apply(p, t, kind, eps, mean, chunk, None)), 0
+        return _split_batches(info.batch_size, RowReduce.apply(p, t, kind, eps, mean, chunk)), 0
 
     @staticmethod
     def backward(ctx, g):
@@ -512,20 +507,20 @@ class RowReduce(torch.autograd.Function):
                 out = FORMULAS[ctx.kind](p, t, ctx.eps).sum(1)
                 return (out / p.shape[1] if ctx.mean else out,)
 
-            return (_second_order(forward, p, (g,)), None, None, None, None, None, None)
+            return (_second_order(forward, p, (g,)), None, None, None, None, None)
         grad = ELEMENTWISE[ctx.kind][1]
         scale = (g / p.shape[1] if ctx.mean else g).to(p.dtype).unsqueeze(1)  # broadcasts along dim 1
         out = torch.empty_like(p, memory_format=torch.contiguous_format)
         for s in range(0, p.shape[0], ctx.rows):
             e = s + ctx.rows
             grad(p[s:e], t[s:e], ctx.eps, out[s:e]).mul_(scale[s:e])
-        return out, None, None, None, None, None, None
+        return out, None, None, None, None, None
 
 
 @torch.compiler.disable
-def row_reduce(p, t, kind, eps=0.0, mean=True, chunk=None, stats=None):
+def row_reduce(p, t, kind, eps=0.0, mean=True, chunk=None):
     """Apply :class:`RowReduce` (eagerly, also under ``torch.compile``)."""
-    return RowReduce.apply(p, t, kind, float(eps), mean, chunk, stats)
+    return RowReduce.apply(p, t, kind, float(eps), mean, chunk)
 
 
 @torch.compiler.disable
@@ -736,60 +731,53 @@ def _categorical_probs(xp, t, p, axis, o, name):
     return out.reshape(p.shape[:axis] + p.shape[axis + 1 :])
 
 
-def _row_reduce(kind, xp, t, p, axis, o, generic, mean, bounds=()):
-    """:class:`RowReduce` for big inputs over the last axis, else ``generic`` (which runs
-    its own checks).
-
-    ``bounds`` are the value checks, ``(x, name, lo, hi, why)`` with ``x`` ``t`` or ``p``:
-    the Function takes each chunk's minimum and maximum while it is in cache, and only
-    when one is out of bounds (or NaN) does the exact check read ``x`` again to name the
-    element.
-    """
+def _row_reduce(kind, xp, t, p, axis, o, generic, mean):
+    """:class:`RowReduce` for big inputs over the last axis, else the generic formula."""
     if _small(p) or axis != p.ndim - 1 or t.requires_grad or t.dtype != p.dtype:
         return generic(xp, t, p, axis, o)
     k = p.shape[-1]
-    p2, t2 = p.reshape(-1, k), t.reshape(-1, k)
-    check = bool(bounds) and C.eager(t, p)
-    stats = torch.empty((-(-p2.shape[0] // chunk_rows(p2)), 4), dtype=p.dtype, device=p.device) if check else None
-    out = row_reduce(p2, t2, kind, o.epsilon, mean, stats=stats).reshape(p.shape[:-1])
-    if check:
-        found = torch.stack([stats[:, 0].amin(), stats[:, 1].amax(), stats[:, 2].amin(), stats[:, 3].amax()]).tolist()
-        ranges = {"t": found[:2], "p": found[2:]}
-        for x, name, lo, hi, why in bounds:
-            low, high = ranges["t" if x is t else "p"]
-            if not (low >= lo and (hi is None or high <= hi)):  # (False for NaN)
-                C.check_range(xp, x, name, lo, hi, why=why)
-    return out
+    return row_reduce(p.reshape(-1, k), t.reshape(-1, k), kind, o.epsilon, mean).reshape(p.shape[:-1])
 
 
 def binary(xp, t, p, axis, o):
     """Binary cross-entropy: :class:`RowReduce` for big inputs, else the generic formula."""
-    if _small(p) or axis != p.ndim - 1 or t.requires_grad or t.dtype != p.dtype:
-        return ce.binary_generic(xp, t, p, axis, o)  # (before smoothing: it smooths itself)
-    bounds = [] if o.from_logits else [(p, "y_pred", 0.0, 1.0, C.LOGITS_HINT)]
-    if o.label_smoothing:  # smoothing can move a bad target into [0, 1]: check it first
-        if C.eager(t):
-            C.check_binary_targets(xp, t)
-        t = ce.smooth_binary(t, o.label_smoothing)
-    else:
-        bounds.append((t, "y_true", 0.0, 1.0, C.BINARY_TARGETS_HINT))
-    return _row_reduce("bce_logits" if o.from_logits else "bce", xp, t, p, axis, o, ce.binary_generic, True, bounds)
+    if _small(p) or axis != p.ndim - 1:
+        return ce.binary_generic(xp, t, p, axis, o)
+    ce.check_binary(xp, t, p, o)
+    t = ce.smooth_binary(t, o.label_smoothing)
+    return _row_reduce("bce_logits" if o.from_logits else "bce", xp, t, p, axis, o, _unchecked_binary, True)
+
+
+def _unchecked_binary(xp, t, p, axis, o):
+    return xp.mean(ce._binary_elementwise(xp, t, p, o.from_logits, o.epsilon), axis=axis)
 
 
 def kl_divergence(xp, t, p, axis, o):
     """KL divergence: :class:`RowReduce` for big inputs, else the generic formula."""
     if _small(p):
         return divergence.kl_generic(xp, t, p, axis, o)
-    bounds = [(t, "y_true", 0.0, 1.0, divergence.KL_HINT), (p, "y_pred", 0.0, 1.0, divergence.KL_HINT)]
-    return _row_reduce("kl", xp, t, p, axis, o, divergence.kl_generic, False, bounds)
+    if C.eager(t, p):
+        C.check_range(xp, t, "y_true", 0.0, 1.0, why=divergence.KL_HINT)
+        C.check_range(xp, p, "y_pred", 0.0, 1.0, why=divergence.KL_HINT)
+    return _row_reduce("kl", xp, t, p, axis, o, _unchecked(divergence.kl_generic), False)
 
 
 def poisson(xp, t, p, axis, o):
     """Poisson: :class:`RowReduce` for big inputs, else the generic formula."""
     if _small(p):
         return poisson_generic(xp, t, p, axis, o)
-    bounds = [(t, "y_true", 0.0, None, COUNTS_HINT), (p, "y_pred", 0.0, None, RATES_HINT)]
-    return _row_reduce("poisson", xp, t, p, axis, o, poisson_generic, True, bounds)
+    check_poisson(xp, t, p)
+    return _row_reduce("poisson", xp, t, p, axis, o, _unchecked(poisson_generic), True)
+
+
+def _unchecked(generic):
+    """``generic`` with the value checks off (the caller has run them)."""
+
+    def run(xp, t, p, axis, o):
+        with C.set_value_checks(False):
+            return generic(xp, t, p, axis, o)
+
+    return run
 
 
 # exp() of log-probabilities is capped in the gradient correction of ``ctc``, so that
