@@ -214,3 +214,19 @@ def test_loss_function_wrapper_passes_its_options_and_reports_them():
     assert loss.name == "binary_crossentropy"
     assert loss.get_config() == {"name": "binary_crossentropy", "reduction": "sum", "from_logits": True}
     np.testing.assert_allclose(loss(BIN_T, LOGITS), ref.bce(BIN_T, LOGITS, from_logits=True).sum(), rtol=1e-12)
+
+
+def test_user_subclass_gets_both_inputs_in_the_compute_dtype():
+    seen = {}
+
+    class Squared(pl.Loss):
+        def call(self, y_true, y_pred):
+            seen["dtypes"] = (y_true.dtype, y_pred.dtype)
+            return ((y_true - y_pred) ** 2).mean(axis=-1)
+
+    t, p = np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32)
+    out = Squared(dtype="float16")(t, p)
+    assert out.dtype == np.float16 and seen["dtypes"] == (np.float16, np.float16)
+    out = Squared()(np.ones((2, 3), np.int32), p)  # int32 labels are cast to float32, not promoted
+    assert out.dtype == np.float32 and seen["dtypes"] == (np.float32, np.float32)
+    assert float(out) == 1.0

@@ -303,3 +303,25 @@ def test_cuda_matches_torch(dtype, prob):
         torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
         torch.testing.assert_close(xo.grad, xr.grad, rtol=rtol, atol=atol)
         assert xo.grad.device == x.device
+
+
+@pytest.mark.parametrize(
+    ("call", "torch_error"),
+    [
+        (lambda x: cross_entropy(x, torch.tensor([0, 1, 3, 0])), IndexError),  # a class index out of range
+        (lambda x: cross_entropy(x, torch.tensor([0, 1])), ValueError),  # batch sizes differ
+        (lambda x: cross_entropy(x, torch.tensor([0, 1, 2, 0]), weight=torch.ones(4)), RuntimeError),
+        (lambda x: cross_entropy(x, torch.tensor([0, 1, 2, 0]), label_smoothing=2.0), RuntimeError),
+        (lambda x: cross_entropy(x, torch.rand(4, 3), ignore_index=1), RuntimeError),
+        (lambda x: cross_entropy(x, torch.zeros(4, 3, dtype=torch.long)), RuntimeError),
+        (lambda x: cross_entropy(torch.ones(4, 3, dtype=torch.long), torch.tensor([0, 1, 2, 0])), RuntimeError),
+    ],
+    ids=["index-out-of-range", "batch-size", "weight-shape", "smoothing-range", "ignore-index-with-probabilities",
+         "integer-probabilities", "integer-logits"],
+)
+def test_errors_are_also_what_torch_raises(call, torch_error):
+    # Code written against F.cross_entropy catches these; ours still say what to do.
+    x = torch.randn(4, 3)
+    with pytest.raises(pl.ProblossError) as info:
+        call(x)
+    assert isinstance(info.value, torch_error), type(info.value).__mro__

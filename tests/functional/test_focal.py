@@ -131,3 +131,31 @@ def test_options_are_validated(fn, kwargs, match):
     t, p = (BIN_T, BIN_P) if fn is pl.binary_focal_crossentropy else (ONEHOT, ROWS)
     with pytest.raises(pl.ArgumentError, match=match):
         fn(t, p, **kwargs)
+
+
+def test_binary_focal_gradient_is_finite_for_confident_correct_predictions_with_gamma_below_one():
+    torch = pytest.importorskip("torch")
+    # float32 sigmoid rounds to exactly 1 from |logit| >= 17; (1 - p_t) ** 0.5 then has an
+    # infinite derivative at 0, which must not turn the gradient into NaN.
+    x = torch.tensor([100.0, -100.0, 75.0, -75.0, 50.0, -50.0], requires_grad=True)
+    t = torch.tensor([0.9, 0.1, 0.8, 0.2, 1.0, 0.0])
+    pl.binary_focal_crossentropy(t, x, from_logits=True, gamma=0.5).backward()
+    assert torch.isfinite(x.grad).all(), x.grad
+    # Against autodiff of the formula in float64, where sigmoid(+-30) is not yet 1.
+    x64 = torch.tensor([30.0, -30.0, 20.0, -20.0, 10.0, -10.0], dtype=torch.float64, requires_grad=True)
+    t64 = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.9, 0.1], dtype=torch.float64)
+    p = torch.sigmoid(x64)
+    q = p.clamp(1e-7, 1 - 1e-7)
+    p_t = t64 * p + (1 - t64) * (1 - p)
+    ((1 - p_t) ** 0.5 * -(t64 * torch.log(q) + (1 - t64) * torch.log(1 - q))).mean().backward()
+    x32 = x64.detach().float().requires_grad_()
+    pl.binary_focal_crossentropy(t64.float(), x32, from_logits=True, gamma=0.5).backward()
+    # (float32 holds 1 - sigmoid(10) = 4.5e-5 to about 1e-3 relative)
+    torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=2e-3, atol=1e-9)
+
+
+def test_binary_focal_gradient_is_finite_at_a_probability_of_one():
+    torch = pytest.importorskip("torch")
+    p = torch.tensor([1.0, 0.0, 0.5], requires_grad=True)
+    pl.binary_focal_crossentropy(torch.tensor([1.0, 0.0, 1.0]), p, gamma=0.5).backward()
+    assert torch.isfinite(p.grad).all(), p.grad
