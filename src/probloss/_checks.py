@@ -327,14 +327,24 @@ def check_result_finite(xp, values, **inputs):
             if "vmap" in str(exc):
                 return
             raise
-    elif is_jax_tracer(values):
-        names = tuple(inputs)
+    elif is_jax_tracer(values) or any(is_jax_tracer(x) for x in inputs.values()):
+        # Inside a JAX trace only the per-sample values reach the host (the inputs would be
+        # copied into the program's branch), so the message names the sample, not the element.
+        names = " or ".join(f"`{n}`" for n in inputs)
 
-        def report(xp, values, *xs):
-            if not bool(xp.all(xp.isfinite(values))):  # (vmap runs this for every batch)
-                _report_nonfinite(xp, dict(zip(names, xs)))
+        def report(xp, values):
+            pos = _first_bad(xp, ~xp.isfinite(values))
+            if pos is None:  # (vmap runs this for every batch)
+                return
+            where = f"the loss of sample {pos} is {_value_at(values, pos)}" if pos else f"the loss is {_value_at(values, pos)}"
+            msg = (
+                f"{where}: {names} holds NaN or inf there; "
+                "losses need finite inputs. Find where the NaN/inf first appears upstream (a division by "
+                "zero, log(0), an overflow), or run the step without jit to see the element."
+            )
+            raise PredictionValueError(msg)
 
-        verify(xp, ~xp.all(xp.isfinite(values)), report, values, *inputs.values())
+        verify(xp, ~xp.all(xp.isfinite(values)), report, values)
         return
     elif truth(xp.all(xp.isfinite(values)), True):
         return
