@@ -6,9 +6,8 @@ makes one lookup here and calls what it gets with one signature::
     impl(xp, y_true, y_pred, axis, options) -> per-sample losses
 
 where ``options`` is a :class:`probloss.functional._common.Options` (CTC has its own
-``y_true`` and options types).  Each
-implementation runs its own value checks, so nothing is passed back and no caller
-"falls back": what the table names is what runs.
+``y_true`` and options types).  Each implementation runs its own value checks, so
+nothing is passed back and no caller "falls back": what the table names is what runs.
 
 The ``generic`` column is the loss's formula, written with ``xp.*`` calls only, in its
 ``functional`` module: it serves every backend without an entry (CuPy, array-api-strict,
