@@ -483,9 +483,6 @@ def _validate_tensors(fn, hidden, weight, target, bias):
     for name, t in (("hidden", hidden), ("weight", weight), ("target", target), ("bias", bias)):
         if t is not None and t.layout is not torch.strided:
             _fail(ProblossTypeError, fn, f"`{name}` is a {t.layout} tensor; pass `{name}.to_dense()`.")
-    batched = getattr(torch._C._functorch, "is_batchedtensor", None)
-    if batched is not None and any(t is not None and batched(t) for t in (hidden, weight, target, bias)):
-        _vmap_refused(fn)
     if not hidden.is_floating_point():
         _fail(ProblossTypeError, fn, f"`hidden` must be floating point (float32, float16, bfloat16 or float64); got {hidden.dtype}.")
     if hidden.ndim < 1:
