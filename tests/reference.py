@@ -146,3 +146,38 @@ def weighted_xent(z, x, pos_weight=1.0):
     """``tf.nn.weighted_cross_entropy_with_logits``: ``-q z log σ(x) - (1 - z) log(1 - σ(x))``."""
     z, x = _f64(z), _f64(x)
     return pos_weight * z * np.logaddexp(0, -x) + (1 - z) * np.logaddexp(0, x)
+
+
+# Float64 references and random data shared by the backend tests
+
+
+def lse64(x, axis):
+    """Log-sum-exp along ``axis`` in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+def sparse64(x, y, axis):
+    """Sparse softmax cross-entropy from logits, in float64."""
+    x64 = np.asarray(x, dtype=np.float64)
+    tgt = np.squeeze(np.take_along_axis(x64, np.expand_dims(y, axis), axis=axis), axis)
+    return lse64(x64, axis) - tgt
+
+
+def soft64(x, t, axis):
+    """Soft-target softmax cross-entropy from logits, in float64."""
+    x64, t64 = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    return np.sum(t64 * (np.expand_dims(lse64(x64, axis), axis) - x64), axis=axis)
+
+
+def data(shape, axis, seed=0, scale=3.0):
+    """Logits ``x``, class indices ``y`` and soft targets ``t`` for a class axis ``axis``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * scale
+    k = shape[axis]
+    lshape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
+    y = rng.integers(0, k, lshape)
+    t = rng.random(shape) ** 3
+    t = t / t.sum(axis=axis, keepdims=True)
+    return x, y, t

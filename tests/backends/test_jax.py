@@ -20,17 +20,7 @@ jnp = jax.numpy
 import probloss as pl  # noqa: E402
 from probloss._backends import jax as jb  # noqa: E402
 from probloss._dispatch import generic_only, implementation  # noqa: E402
-
-
-def _data(shape, axis, seed=0, scale=3.0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape) * scale
-    k = shape[axis]
-    lshape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
-    y = rng.integers(0, k, lshape)
-    t = rng.random(shape) ** 3
-    t = t / t.sum(axis=axis, keepdims=True)
-    return x, y, t
+from tests.reference import data as _data  # noqa: E402
 
 
 def _routes(native: bool):

@@ -22,39 +22,14 @@ import pytest
 import probloss as pl
 from probloss._backends import numpy as npb
 from probloss._dispatch import generic_only
+from tests.reference import data as _data
+from tests.reference import soft64 as _soft64
+from tests.reference import sparse64 as _sparse64
 
 EPS = 1e-7
 UPPER = float(np.float32(1 - 1e-7))
 BIG = npb.NUMBA_MIN_ELEMENTS
 assert BIG == 1 << 16
-
-
-def _lse64(x, axis):
-    x = np.asarray(x, dtype=np.float64)
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
-
-
-def _sparse64(x, y, axis):
-    x64 = np.asarray(x, dtype=np.float64)
-    tgt = np.squeeze(np.take_along_axis(x64, np.expand_dims(y, axis), axis=axis), axis)
-    return _lse64(x64, axis) - tgt
-
-
-def _soft64(x, t, axis):
-    x64, t64 = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
-    return np.sum(t64 * (np.expand_dims(_lse64(x64, axis), axis) - x64), axis=axis)
-
-
-def _data(shape, axis, seed=0, scale=3.0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape) * scale
-    k = shape[axis]
-    lshape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
-    y = rng.integers(0, k, lshape)
-    t = rng.random(shape) ** 3
-    t = t / t.sum(axis=axis, keepdims=True)
-    return x, y, t
 
 
 # ------------------------------------------------------- softmax cross-entropy, chunked

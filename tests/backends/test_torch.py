@@ -28,6 +28,10 @@ F = torch.nn.functional
 import probloss as pl  # noqa: E402
 from probloss._backends import torch as tb  # noqa: E402
 from probloss._dispatch import generic_only  # noqa: E402
+from tests.reference import data as _data  # noqa: E402
+from tests.reference import lse64 as _lse64  # noqa: E402
+from tests.reference import soft64 as _soft64  # noqa: E402
+from tests.reference import sparse64 as _sparse64  # noqa: E402
 
 SMALL = tb.SMALL_ELEMENTS
 assert SMALL == 1 << 16
@@ -59,34 +63,6 @@ def _graph_names(out) -> set[str]:
 def _chunked(out) -> bool:
     """Whether one of the chunked Functions computed ``out``."""
     return any(n.startswith(("SparseCE", "SoftTargetCE", "RowReduce")) for n in _graph_names(out))
-
-
-def _lse64(x, axis):
-    x = np.asarray(x, dtype=np.float64)
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
-
-
-def _sparse64(x, y, axis):
-    x64 = np.asarray(x, dtype=np.float64)
-    tgt = np.squeeze(np.take_along_axis(x64, np.expand_dims(y, axis), axis=axis), axis)
-    return _lse64(x64, axis) - tgt
-
-
-def _soft64(x, t, axis):
-    x64, t64 = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
-    return np.sum(t64 * (np.expand_dims(_lse64(x64, axis), axis) - x64), axis=axis)
-
-
-def _data(shape, axis, seed=0, scale=3.0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape) * scale
-    k = shape[axis]
-    lshape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
-    y = rng.integers(0, k, lshape)
-    t = rng.random(shape) ** 3
-    t = t / t.sum(axis=axis, keepdims=True)
-    return x, y, t
 
 
 def _run(fn, x, *extra, go_seed=3):
