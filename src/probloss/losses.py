@@ -499,18 +499,34 @@ class GaussianNLL(Loss):
         return config
 
 
-def _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis):
-    """The options of the distillation classes, validated once, as JSON-safe values."""
-    return {
-        "temperature": _distill._check_temperature(temperature),
-        "teacher_from": _distill._check_form("teacher_from", teacher_from, _distill.TEACHER_FORMS),
-        "student_from": _distill._check_form("student_from", student_from, _distill.STUDENT_FORMS),
-        "scale_by_temperature_squared": C.check_bool("scale_by_temperature_squared", scale_by_temperature_squared),
-        "axis": _check_axis_arg(axis),
-    }
+class _Distillation(LossFunctionWrapper):
+    """The three distillation classes: one signature, their options validated once."""
+
+    _function = None  # the per-sample function (set by each subclass)
+
+    def __init__(
+        self,
+        temperature=1.0,
+        teacher_from="logits",
+        student_from="logits",
+        scale_by_temperature_squared=True,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
+        options = {
+            "temperature": _distill._check_temperature(temperature),
+            "teacher_from": _distill._check_form("teacher_from", teacher_from, _distill.TEACHER_FORMS),
+            "student_from": _distill._check_form("student_from", student_from, _distill.STUDENT_FORMS),
+            "scale_by_temperature_squared": C.check_bool("scale_by_temperature_squared", scale_by_temperature_squared),
+            "axis": _check_axis_arg(axis),
+        }
+        fn = type(self)._function
+        super().__init__(fn, reduction=reduction, name=name or fn.__name__, dtype=dtype, **options)
 
 
-class DistillationKL(LossFunctionWrapper):
+class DistillationKL(_Distillation):
     """Class form of :func:`~probloss.distillation_kl`; see :class:`Loss`.
 
     Call as ``loss(teacher, student, sample_weight=None)``: the teacher's outputs take the
@@ -523,22 +539,10 @@ class DistillationKL(LossFunctionWrapper):
     0.06096
     """
 
-    def __init__(
-        self,
-        temperature=1.0,
-        teacher_from="logits",
-        student_from="logits",
-        scale_by_temperature_squared=True,
-        axis=-1,
-        reduction="sum_over_batch_size",
-        name="distillation_kl",
-        dtype=None,
-    ):
-        options = _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis)
-        super().__init__(_distill.distillation_kl, reduction=reduction, name=name, dtype=dtype, **options)
+    _function = staticmethod(_distill.distillation_kl)
 
 
-class DistillationCrossEntropy(LossFunctionWrapper):
+class DistillationCrossEntropy(_Distillation):
     """Class form of :func:`~probloss.distillation_cross_entropy`; see :class:`DistillationKL`.
 
     Examples
@@ -548,22 +552,10 @@ class DistillationCrossEntropy(LossFunctionWrapper):
     0.90494
     """
 
-    def __init__(
-        self,
-        temperature=1.0,
-        teacher_from="logits",
-        student_from="logits",
-        scale_by_temperature_squared=True,
-        axis=-1,
-        reduction="sum_over_batch_size",
-        name="distillation_cross_entropy",
-        dtype=None,
-    ):
-        options = _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis)
-        super().__init__(_distill.distillation_cross_entropy, reduction=reduction, name=name, dtype=dtype, **options)
+    _function = staticmethod(_distill.distillation_cross_entropy)
 
 
-class JSDivergence(LossFunctionWrapper):
+class JSDivergence(_Distillation):
     """Class form of :func:`~probloss.js_divergence_loss`; see :class:`DistillationKL`.
 
     Examples
@@ -573,19 +565,7 @@ class JSDivergence(LossFunctionWrapper):
     0.01473
     """
 
-    def __init__(
-        self,
-        temperature=1.0,
-        teacher_from="logits",
-        student_from="logits",
-        scale_by_temperature_squared=True,
-        axis=-1,
-        reduction="sum_over_batch_size",
-        name="js_divergence_loss",
-        dtype=None,
-    ):
-        options = _distillation_options(temperature, teacher_from, student_from, scale_by_temperature_squared, axis)
-        super().__init__(_distill.js_divergence_loss, reduction=reduction, name=name, dtype=dtype, **options)
+    _function = staticmethod(_distill.js_divergence_loss)
 
 
 class KLDivergence(LossFunctionWrapper):
