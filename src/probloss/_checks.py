@@ -1,9 +1,10 @@
 """Input validation.
 
 Static checks (shapes, dtypes, arguments) always run.  Value checks (label ranges,
-probability ranges, NaN) need concrete numbers: they run in eager mode only, are
-skipped while JAX traces or ``torch.compile`` compiles, and can be switched off with
-:func:`set_value_checks`.
+probability ranges, NaN) read the numbers: eagerly they run at once; inside a JAX
+trace or while ``torch.compile`` traces they are staged into the program and run when
+it runs (:func:`verify`); they are skipped for meta tensors and ``torch.jit.trace``, and
+can be switched off with :func:`set_value_checks`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from ._compat import _NUMPY, dtype_kind, is_jax_tracer, is_numpy, is_torch, is_traced
+from . import _deferred
+from ._compat import _NUMPY, dtype_kind, is_jax_tracer, is_numpy, is_staged, is_torch, is_traced
 from ._errors import (
     ArgumentError,
     LabelFormatError,
@@ -71,14 +73,15 @@ class set_value_checks(contextlib.ContextDecorator):  # noqa: N801 - reads as a 
 def eager(*arrays) -> bool:
     """True when value checks should run on these arrays.
 
-    They run on concrete arrays, and on JAX tracers (inside ``jit``, ``grad``, ``vmap``),
-    whose checks :func:`verify` defers to when the program runs.  They are skipped while
-    ``torch.compile`` traces and for meta tensors, and when switched off for this thread.
+    They run on concrete arrays, and on staged ones (JAX tracers inside ``jit``, ``grad``,
+    ``vmap``; torch tensors while ``torch.compile`` traces), whose checks :func:`verify`
+    puts into the program.  They are skipped for meta tensors and under
+    ``torch.jit.trace``, and when switched off for this thread.
     """
     if not getattr(_state, "enabled", True):
         return False
     for a in arrays:  # (a loop, not any(): this runs several times per loss call)
-        if a is not None and is_traced(a) and not is_jax_tracer(a):
+        if a is not None and is_traced(a) and not is_staged(a):
             return False
     return True
 
@@ -90,27 +93,38 @@ def concrete(*arrays) -> bool:
     return not any(a is not None and is_traced(a) for a in arrays)
 
 
-def verify(xp, bad, report, *arrays):
-    """Call ``report(xp, *arrays)``, which raises the error naming the element, if the 0-d
-    boolean ``bad`` is True.
+def verify(xp, bad, report, arrays, **params):
+    """Call ``report(xp, *arrays, **params)``, which raises the error naming the element,
+    if the 0-d boolean ``bad`` is True.
 
-    Inside a JAX trace ``bad`` has no value yet: the test goes into the program, and a
-    host callback runs ``report`` on the arrays' values when, and only when, ``bad`` turns
-    out True at run time (so a clean step moves nothing to the host).  Under ``jit`` JAX
-    delivers the error as a ``JaxRuntimeError`` whose message ends with ours; under
-    ``grad`` or ``vmap`` alone it is our exception itself.
+    ``report`` is one of this module's ``_report_*`` functions and ``params`` are plain
+    Python values (names, bounds, counts), so that a compiled program can carry them.
+    When the arrays are staged (:func:`probloss._compat.is_staged`), ``bad`` has no
+    value yet and the test goes into the program:
+
+    * JAX: a ``lax.cond`` whose failing branch is a host callback running ``report`` on
+      the arrays' values, so a clean step moves nothing to the host.  Under ``jit`` JAX
+      delivers the error as a ``JaxRuntimeError`` whose message ends with ours; under
+      ``grad`` or ``vmap`` alone it is our exception itself.
+    * torch: a custom operator that runs ``report`` when ``bad`` is True, our exception
+      raised from the compiled function (``probloss._backends.torch_compile``).
     """
-    if is_jax_tracer(bad) or any(is_jax_tracer(a) for a in arrays):  # (under grad, bad may be concrete)
-        _at_run_time(bad, report, arrays)
+    if any(is_staged(a) for a in arrays) or is_staged(bad):  # (under jax.grad, bad may be concrete)
+        if is_jax_tracer(bad) or is_jax_tracer(arrays[0]):
+            _jax_at_run_time(bad, report, arrays, params)
+        else:
+            from ._backends.torch_compile import verify_at_run_time
+
+            verify_at_run_time(bad, report, arrays, params)
     elif truth(bad, False):
-        report(xp, *arrays)
+        report(xp, *arrays, **params)
 
 
-def _at_run_time(bad, report, arrays):
+def _jax_at_run_time(bad, report, arrays, params):
     import jax
 
     def run(*values):
-        report(_NUMPY, *[np.asarray(v) for v in values])
+        report(_NUMPY, *[np.asarray(v) for v in values], **params)
 
     jax.lax.cond(bad, lambda a: jax.debug.callback(run, *a), lambda a: None, arrays)
 
@@ -302,8 +316,10 @@ def _raise_nonfinite(xp, x, name: str):
 
 def check_finite(xp, x, name: str):
     """Every element of ``x`` is finite (one full pass: use it on small arrays)."""
-    if is_jax_tracer(x):
-        verify(xp, ~xp.all(xp.isfinite(x)), lambda xp, x: _raise_nonfinite(xp, x, name), x)
+    if is_staged(x):
+        verify(xp, ~xp.all(xp.isfinite(x)), _raise_nonfinite, (x,), name=name)
+    elif _deferred.applies(x):  # CUDA: read later, without stopping the device
+        _deferred.finite(x, name)
     else:
         _raise_nonfinite(xp, x, name)
 
@@ -317,6 +333,15 @@ def check_result_finite(xp, values, **inputs):
     for scanning the inputs to name the culprit.  ``values`` are concrete (the caller
     tested :func:`eager`).
     """
+    if is_staged(values) or any(is_staged(x) for x in inputs.values()):
+        # In a compiled program only the per-sample values are tested (the inputs would be
+        # copied into the program's branch), so the message names the sample, not the element.
+        names = " or ".join(f"`{n}`" for n in inputs)
+        verify(xp, ~xp.all(xp.isfinite(values)), _report_nonfinite_values, (values,), name=names)
+        return
+    if _deferred.applies(values):  # CUDA: read later, without stopping the device
+        _deferred.result(values, tuple(inputs))
+        return
     if values.ndim == 0 and hasattr(values, "detach"):
         # A torch 0-d result (a fused mean) is read as a Python float: a tensor op and a
         # read of its result cost several times more inside a training step.
@@ -327,28 +352,22 @@ def check_result_finite(xp, values, **inputs):
             if "vmap" in str(exc):
                 return
             raise
-    elif is_jax_tracer(values) or any(is_jax_tracer(x) for x in inputs.values()):
-        # Inside a JAX trace only the per-sample values reach the host (the inputs would be
-        # copied into the program's branch), so the message names the sample, not the element.
-        names = " or ".join(f"`{n}`" for n in inputs)
-
-        def report(xp, values):
-            pos = _first_bad(xp, ~xp.isfinite(values))
-            if pos is None:  # (vmap runs this for every batch)
-                return
-            where = f"the loss of sample {pos} is {_value_at(values, pos)}" if pos else f"the loss is {_value_at(values, pos)}"
-            msg = (
-                f"{where}: {names} holds NaN or inf there; "
-                "losses need finite inputs. Find where the NaN/inf first appears upstream (a division by "
-                "zero, log(0), an overflow), or run the step without jit to see the element."
-            )
-            raise PredictionValueError(msg)
-
-        verify(xp, ~xp.all(xp.isfinite(values)), report, values)
-        return
     elif truth(xp.all(xp.isfinite(values)), True):
         return
     _report_nonfinite(xp, inputs)
+
+
+def _report_nonfinite_values(xp, values, name):
+    pos = _first_bad(xp, ~xp.isfinite(values))
+    if pos is None:  # (vmap runs this for every batch)
+        return
+    where = f"the loss of sample {pos} is {_value_at(values, pos)}" if pos else f"the loss is {_value_at(values, pos)}"
+    msg = (
+        f"{where}: {name} holds NaN or inf there; "
+        "losses need finite inputs. Find where the NaN/inf first appears upstream (a division by "
+        "zero, log(0), an overflow), or run the step without compiling it to see the element."
+    )
+    raise PredictionValueError(msg)
 
 
 def _report_nonfinite(xp, inputs):
@@ -392,7 +411,7 @@ def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     """
     if lo is None and hi is None:
         return
-    verify(xp, ~_in_range(xp, x, lo, hi), lambda xp, x: _raise_out_of_range(xp, x, name, lo, hi, why), x)
+    verify(xp, ~_in_range(xp, x, lo, hi), _raise_out_of_range, (x,), name=name, lo=lo, hi=hi, why=why)
 
 
 def _in_range(xp, x, lo, hi):
@@ -436,7 +455,7 @@ def check_probability_rows(xp, y_pred, sums, axis: int, name: str = "y_pred", to
     every entry >= 0, an entry above 1 makes its row sum exceed 1, and only then is
     ``max`` read to tell logits (raise) from unnormalised rows (warn).
     """
-    if is_jax_tracer(sums):  # no warning from inside a trace: the range test alone
+    if is_staged(sums):  # no warning from inside a compiled program: the range test alone
         check_range(xp, y_pred, name, 0.0, 1.0, why=LOGITS_HINT)
         return
     check_range(xp, y_pred, name, 0.0, None, why=LOGITS_HINT)
@@ -454,7 +473,7 @@ def warn_unnormalized(xp, sums, axis: int, name: str = "y_pred", tol: float = 1e
 
     ``sums`` keeps the class axis (size 1), as the loss computed it.
     """
-    if sums.shape[axis] != 1 or sums.ndim == 0 or is_jax_tracer(sums):
+    if sums.shape[axis] != 1 or sums.ndim == 0 or is_staged(sums):
         return
     sums = xp.squeeze(sums, axis=axis)
     if _holds(xp.all(xp.abs(sums - 1.0) <= tol)):
@@ -471,39 +490,51 @@ def warn_unnormalized(xp, sums, axis: int, name: str = "y_pred", tol: float = 1e
 
 
 def check_sparse_labels(xp, labels, num_classes: int, ignore_class, name: str = "y_true"):
-    """Class indices lie in ``[0, num_classes)`` except those equal to ``ignore_class``."""
-    def bad_of(labels):
-        bad = (labels < 0) | (labels >= num_classes)
-        return bad if ignore_class is None else bad & (labels != ignore_class)
+    """Class indices lie in ``[0, num_classes)`` except those equal to ``ignore_class``.
 
-    def report(xp, labels):
-        pos = _first_bad(xp, bad_of(labels))
-        if pos is None:
-            return
-        value = _value_at(labels, pos)
-        extra = " Negative labels are only allowed as `ignore_class`." if value < 0 else ""
-        msg = (
-            f"`{name}` holds class index {value} at index {pos}, but `y_pred` has {num_classes} "
-            f"classes, so indices must be in [0, {num_classes - 1}].{extra} Check the label "
-            "encoding, or the size of the model's output layer."
-        )
-        raise LabelValueError(msg)
+    Returns the labels to index with: ``labels`` itself, except while ``torch.compile``
+    traces, where a bad index is replaced by 0 so that the compiled gather never reads
+    out of bounds (its own bounds assertion would otherwise fire before our error).
+    """
+    bad = _bad_labels(labels, num_classes, ignore_class)
+    verify(xp, xp.any(bad), _report_sparse_labels, (labels,), name=name, num_classes=num_classes, ignore_class=ignore_class)
+    if is_staged(labels) and not is_jax_tracer(labels):
+        return xp.where(bad, xp.zeros_like(labels), labels)
+    return labels
 
-    verify(xp, xp.any(bad_of(labels)), report, labels)
+
+def _bad_labels(labels, num_classes, ignore_class):
+    bad = (labels < 0) | (labels >= num_classes)
+    return bad if ignore_class is None else bad & (labels != ignore_class)
+
+
+def _report_sparse_labels(xp, labels, name, num_classes, ignore_class):
+    pos = _first_bad(xp, _bad_labels(labels, num_classes, ignore_class))
+    if pos is None:
+        return
+    value = _value_at(labels, pos)
+    extra = " Negative labels are only allowed as `ignore_class`." if value < 0 else ""
+    msg = (
+        f"`{name}` holds class index {value} at index {pos}, but `y_pred` has {num_classes} "
+        f"classes, so indices must be in [0, {num_classes - 1}].{extra} Check the label "
+        "encoding, or the size of the model's output layer."
+    )
+    raise LabelValueError(msg)
 
 
 def check_integer_valued(xp, labels, name: str = "y_true"):
-    def report(xp, labels):
-        pos = _first_bad(xp, xp.floor(labels) != labels)
-        if pos is None:
-            return
-        msg = (
-            f"`{name}` holds {_value_at(labels, pos)} at index {pos}; class indices must be whole "
-            "numbers. If these are probabilities (soft labels), use `categorical_crossentropy`."
-        )
-        raise LabelFormatError(msg)
+    verify(xp, xp.any(xp.floor(labels) != labels), _report_not_integer, (labels,), name=name)
 
-    verify(xp, xp.any(xp.floor(labels) != labels), report, labels)
+
+def _report_not_integer(xp, labels, name):
+    pos = _first_bad(xp, xp.floor(labels) != labels)
+    if pos is None:
+        return
+    msg = (
+        f"`{name}` holds {_value_at(labels, pos)} at index {pos}; class indices must be whole "
+        "numbers. If these are probabilities (soft labels), use `categorical_crossentropy`."
+    )
+    raise LabelFormatError(msg)
 
 
 BINARY_TARGETS_HINT = (

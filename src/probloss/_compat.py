@@ -25,6 +25,7 @@ __all__ = [
     "is_jax",
     "is_jax_tracer",
     "is_numpy",
+    "is_staged",
     "is_torch",
     "is_traced",
     "namespace",
@@ -102,16 +103,18 @@ def backend_name(xp) -> str:
     return _BACKENDS.get(name, name)
 
 
+# (by name, not array_api_compat's cached helpers, which Dynamo warns about when it
+# traces a check under torch.compile)
 def is_numpy(xp) -> bool:
-    return array_api_compat.is_numpy_namespace(xp)
+    return xp.__name__ in ("array_api_compat.numpy", "numpy")
 
 
 def is_torch(xp) -> bool:
-    return array_api_compat.is_torch_namespace(xp)
+    return xp.__name__ in ("array_api_compat.torch", "torch")
 
 
 def is_jax(xp) -> bool:
-    return array_api_compat.is_jax_namespace(xp)
+    return xp.__name__ == "jax.numpy"
 
 
 _KINDS = ("bool", "integral", "real floating", "complex floating")
@@ -165,6 +168,18 @@ def is_traced(x: Any) -> bool:
 
         return isinstance(x, jax.core.Tracer)
     return False
+
+
+def is_staged(x: Any) -> bool:
+    """True for an array whose values exist only when a compiled program runs: a JAX
+    tracer (``jit``, ``grad``, ``vmap``), or a torch tensor while ``torch.compile`` traces.
+
+    Value checks on such arrays are staged into the program (see ``_checks.verify``).
+    """
+    module = type(x).__module__
+    if module.startswith("torch"):
+        return bool(sys.modules["torch"].compiler.is_compiling()) and not x.is_meta
+    return is_jax_tracer(x)
 
 
 def is_jax_tracer(x: Any) -> bool:

@@ -16,19 +16,27 @@ implementation is tested against.  A backend gets an entry only where a benchmar
 ``benchmarks/`` shows that it wins at the sizes it serves; the entry itself may hand
 small inputs to the backend's own fused loss.
 
-Entries are ``"module:function"`` strings, imported on the first call for that backend,
-so ``import probloss`` imports no framework, and a backend's module is imported only
-once the caller has handed over one of its arrays.
+Entries are ``"module:function"`` strings, the module imported (by :func:`_load`) on the
+first call for that backend, so ``import probloss`` imports no framework, and a
+backend's module is imported only once the caller has handed over one of its arrays.
+
+The ``cuda`` column serves torch tensors on a CUDA device with the Triton kernels of
+:mod:`probloss._backends.triton`.  For a loss that has one, the torch namespace resolves
+to a small switch on the prediction's device (:func:`_by_device`): CUDA tensors take the
+``cuda`` entry, imported on the first CUDA tensor, when Triton imports; every other
+torch tensor, and CUDA tensors without Triton, take the ``torch`` entry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
+import warnings
 
 from ._compat import backend_name
 
-__all__ = ["TABLE", "generic_only", "implementation"]
+__all__ = ["TABLE", "generic_only", "implementation", "triton_on_cpu"]
 
 _G = "probloss.functional."
 _B = "probloss._backends."
@@ -38,33 +46,39 @@ TABLE: dict[str, dict[str, str]] = {
         "generic": _G + "crossentropy:binary_generic",
         "numpy": _B + "numpy:binary",
         "torch": _B + "torch:binary",
+        "cuda": _B + "triton:binary",
     },
     "categorical": {
         "generic": _G + "crossentropy:categorical_generic",
         "numpy": _B + "numpy:categorical",
         "torch": _B + "torch:categorical",
         "jax": _B + "jax:categorical",
+        "cuda": _B + "triton:categorical",
     },
     "sparse": {
         "generic": _G + "crossentropy:sparse_generic",
         "numpy": _B + "numpy:sparse",
         "torch": _B + "torch:sparse",
         "jax": _B + "jax:sparse",
+        "cuda": _B + "triton:sparse",
     },
     # Keras's default reduction of "sparse" with no weights or mask, which a backend may fuse.
     "sparse_mean": {
         "generic": _G + "crossentropy:sparse_mean_generic",
         "torch": _B + "torch:sparse_mean",
+        "cuda": _B + "triton:sparse_mean",
     },
     "kl_divergence": {
         "generic": _G + "divergence:kl_generic",
         "numpy": _B + "numpy:kl_divergence",
         "torch": _B + "torch:kl_divergence",
+        "cuda": _B + "triton:kl_divergence",
     },
     "poisson": {
         "generic": _G + "poisson:poisson_generic",
         "numpy": _B + "numpy:poisson",
         "torch": _B + "torch:poisson",
+        "cuda": _B + "triton:poisson",
     },
     # y_true is a CTCTargets (labels and lengths), options a CTCOptions (see functional/ctc.py)
     "ctc": {
@@ -76,6 +90,8 @@ TABLE: dict[str, dict[str, str]] = {
 
 _resolved: dict[tuple[str, str], object] = {}
 _generic_only = False
+_triton_on_cpu = False
+_UNAVAILABLE = object()  # the cuda column when Triton cannot be imported
 
 
 def implementation(loss: str, xp):
@@ -86,8 +102,75 @@ def implementation(loss: str, xp):
     if impl is None:
         entries = TABLE[loss]
         module, name = entries.get(backend, entries["generic"]).split(":")
-        impl = _resolved[key] = getattr(importlib.import_module(module), name)
+        impl = getattr(_load(module), name)
+        if backend == "torch" and "cuda" in entries:
+            impl = _by_device(loss, impl)
+        _resolved[key] = impl
     return impl
+
+
+def _by_device(loss: str, torch_impl):
+    """The torch namespace's implementation of a loss with a ``cuda`` entry: that entry for
+    CUDA tensors (when Triton imports), ``torch_impl`` otherwise.  A test of the device,
+    not of values, so it is safe under ``torch.compile``."""
+
+    def by_device(xp, y_true, y_pred, axis, options, **kwargs):
+        if y_pred.is_cuda or _triton_on_cpu:
+            cuda = _cuda_entry(loss)
+            if cuda is not None:
+                return cuda(xp, y_true, y_pred, axis, options, **kwargs)
+        return torch_impl(xp, y_true, y_pred, axis, options, **kwargs)
+
+    by_device.torch_impl = torch_impl
+    by_device.loss = loss
+    return by_device
+
+
+def _cuda_entry(loss: str):
+    """The ``cuda`` entry of ``loss``, or ``None`` when Triton cannot be imported.
+
+    Triton not installed is a normal setup (CUDA tensors then take the ``torch`` column);
+    a Triton that fails to import otherwise gives one warning, then the same.
+    """
+    key = (loss, "cuda")
+    impl = _resolved.get(key)
+    if impl is None:
+        module, name = TABLE[loss]["cuda"].split(":")
+        try:
+            impl = getattr(_load(module), name)
+        except ImportError:
+            impl = _UNAVAILABLE
+        except Exception as exc:  # a broken install: say so once, then compute without it
+            from ._errors import ProblossWarning
+
+            warnings.warn(
+                f"Triton failed to import ({type(exc).__name__}: {exc}); probloss computes CUDA losses with "
+                "torch operations instead. Reinstall the triton version that matches your torch to use the "
+                "Triton kernels.",
+                ProblossWarning,
+                stacklevel=3,
+            )
+            impl = _UNAVAILABLE
+        _resolved[key] = impl
+    return None if impl is _UNAVAILABLE else impl
+
+
+def _load(module: str):
+    """The module an entry names.  A backend's module is imported by an import statement:
+    ``torch.compile`` traces those, where a call of ``importlib`` breaks the graph (of a
+    first call made while it compiles)."""
+    m = sys.modules.get(module)  # (the functional modules: imported with probloss)
+    if m is not None:
+        return m
+    if module == _B + "numpy":
+        from ._backends import numpy as m
+    elif module == _B + "torch":
+        from ._backends import torch as m
+    elif module == _B + "jax":
+        from ._backends import jax as m
+    else:
+        m = importlib.import_module(module)
+    return m
 
 
 @contextlib.contextmanager
@@ -99,3 +182,27 @@ def generic_only():
         yield
     finally:
         _generic_only = previous
+
+
+@contextlib.contextmanager
+def triton_on_cpu():
+    """Send torch tensors on any device to the ``cuda`` column inside the block, with their
+    value checks deferred as on CUDA (for tests on a machine without a GPU).
+
+    The Triton kernels then run in Triton's interpreter, which must have been chosen
+    before Triton was imported (``TRITON_INTERPRET=1``).
+    """
+    import os
+
+    from . import _deferred
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        msg = "triton_on_cpu() needs Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported."
+        raise RuntimeError(msg)
+    global _triton_on_cpu
+    previous, _triton_on_cpu = _triton_on_cpu, True
+    try:
+        with _deferred.emulate_on_cpu():
+            yield
+    finally:
+        _triton_on_cpu = previous

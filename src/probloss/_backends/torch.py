@@ -664,8 +664,8 @@ def _native_sparse(xp, labels, x, axis, reduction):
     """``F.cross_entropy``, which tests the class indices itself on the CPU; only when it
     refuses one is our check run, to name the element and say what to do."""
     check = C.eager(labels, x)
-    if check and x.device.type != "cpu":  # a CUDA kernel asserts instead: check first
-        C.check_sparse_labels(xp, labels, x.shape[axis], None)
+    if check and _asserts(x):  # check first, for our message
+        labels = C.check_sparse_labels(xp, labels, x.shape[axis], None)
     y = labels if labels.dtype == torch.int64 else labels.long()
     try:
         return F.cross_entropy(_class_dim_1(x, axis), y, reduction=reduction, ignore_index=_NO_IGNORE)
@@ -675,15 +675,22 @@ def _native_sparse(xp, labels, x, axis, reduction):
         raise
 
 
+def _asserts(x) -> bool:
+    """True where an index out of range fails an assertion instead of raising an error we
+    can catch: in a CUDA kernel (which also poisons the context) and in code compiled by
+    ``torch.compile``.  There the class indices are checked before the loss."""
+    return x.device.type != "cpu" or torch.compiler.is_compiling()
+
+
 def _checked_by_torch(xp, labels, x, axis, compute):
     """``compute()``, with the class indices checked by torch itself where it can.
 
-    On the CPU torch raises for an index out of range; only then is our check run, to
-    name the element and say what to do.  A CUDA kernel asserts instead (and poisons the
-    context), so there the indices are checked before.
+    Eagerly on the CPU torch raises for an index out of range; only then is our check
+    run, to name the element and say what to do.  Where an index out of range fails an
+    assertion instead (:func:`_asserts`), the indices are checked before.
     """
     check = C.eager(labels, x)
-    if check and x.device.type != "cpu":
+    if check and _asserts(x):
         C.check_sparse_labels(xp, labels, x.shape[axis], None)
     try:
         return compute()
