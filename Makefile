@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# The versions the tests were run with; torch is pinned so pip takes the CPU wheel.
-	$(PIP) install --quiet "torch==2.13.0" "jax==0.10.2" "jaxlib==0.10.2" "keras==3.15.1" "optax==0.2.8"
+	$(PIP) install --quiet "torch==2.13.0" "jax==0.10.2" "jaxlib==0.10.2" "keras==3.15.1" "optax==0.2.8" "triton==3.9.0"
 	$(PIP) install --quiet -e ".[torch,jax,fast,test,bench]"
 	touch $(STAMP)
 

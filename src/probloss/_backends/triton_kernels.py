@@ -1,0 +1,590 @@
+"""The Triton kernels of the CUDA backend (called from :mod:`probloss._backends.triton` only).
+
+Every kernel sees its tensors through one layout: a tensor whose class axis has ``K``
+entries is read as ``(A, K, B)`` (``A`` the product of the axes before the class axis,
+``B`` of those after it) with arbitrary strides, so any class axis and any strided view
+work without a copy.  A *row* is one position ``r = a * B + b`` (one sample); its loss
+is a reduction over the ``K`` classes.
+
+One program handles ``ROWS`` rows and walks their classes ``BLOCK_K`` at a time: a tile of
+``ROWS x BLOCK_K`` elements.  The host picks the tile shape (:func:`tile`): for many
+classes one row per program and big blocks of classes (contiguous along the class axis),
+for few classes many rows per program (contiguous along the rows when the class axis is
+not the last).  Arithmetic is float32 whatever the input dtype; gradients are stored in
+the dtype of their buffer.
+
+Softmax cross-entropy makes **one pass** over the logits in the forward: an online max
+and sum of exponentials (the running max rescales the sum whenever it grows), the logit
+of the label, and the weighted sums the smoothing or soft-target terms need.  It saves
+one log-sum-exp per row; the backward makes one more pass, reading the logits and writing
+``softmax * c - target`` straight into the gradient buffer (which may be the logits'
+own).  The losses on probabilities need the row sum before anything else, so they read
+a row twice in the forward (the second read of a row of up to a few thousand classes
+comes from cache).
+
+**Value checks** run in the same pass when ``CHECK`` is set.  Each check owns one slot of
+an int64 buffer ``keys`` and records the *first* offending element there with
+``atomic_min`` of a key ``(flat index << 32) | bits of the value`` (the value's float32 or
+int32 bits), so the smallest key names the first element in row-major order and carries
+its value.  ``WITH_VALUE=False`` (tensors of 2**31 elements or more) keeps the index only.
+A clean slot keeps :data:`NO_KEY`.  The host reads the buffer later, without stopping the
+device (:mod:`probloss._deferred`).  Rows whose class index is out of range read no memory
+outside the tensor: they use class 0 and their loss and gradient are NaN.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+__all__ = [
+    "BCE",
+    "BCE_LOGITS",
+    "BINARY_FOCAL",
+    "KL",
+    "NO_KEY",
+    "POISSON",
+    "elementwise_backward",
+    "elementwise_forward",
+    "normalized_backward",
+    "normalized_forward",
+    "softmax_ce_backward",
+    "softmax_ce_forward",
+    "tile",
+]
+
+NO_KEY = 2**63 - 1
+"""The value of a clean check slot (int64 max)."""
+
+_NO_KEY = tl.constexpr(NO_KEY)
+_INF = tl.constexpr(float("inf"))
+
+# Kinds of elementwise losses (a constexpr of elementwise_forward / elementwise_backward)
+BCE, BCE_LOGITS, KL, POISSON, BINARY_FOCAL = 0, 1, 2, 3, 4
+
+
+def tile(num_classes: int, rows: int, *, interpreted: bool) -> tuple[int, int, int]:
+    """``(ROWS, BLOCK_K, num_warps)`` for ``rows`` rows of ``num_classes`` classes.
+
+    About 4096 elements per tile on a GPU (16 per thread with 8 warps); the interpreter
+    runs a tile as NumPy operations, so bigger tiles are faster there.
+    """
+    elements = 1 << 14 if interpreted else 1 << 12
+    block_k = min(triton.next_power_of_2(max(num_classes, 1)), elements)
+    per_program = max(1, min(elements // block_k, triton.next_power_of_2(max(rows, 1)), 1024))
+    warps = 8 if block_k * per_program >= 2048 else 4
+    return per_program, block_k, warps
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@triton.jit
+def _rows(ROWS: tl.constexpr, R, B):
+    """This program's rows ``r``, their ``(a, b)`` coordinates, and which exist."""
+    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    a = r // B
+    return r, a, r - a * B, r < R
+
+
+@triton.jit
+def _key(bad, flat, bits, WITH_VALUE: tl.constexpr):
+    """The check key of each element: ``(flat << 32) | bits`` where ``bad``, else NO_KEY."""
+    if WITH_VALUE:
+        key = (flat << 32) | (bits.to(tl.int64) & 0xFFFFFFFF)
+    else:
+        key = flat
+    return tl.where(bad, key, _NO_KEY)
+
+
+@triton.jit
+def _float_bits(v):
+    return v.to(tl.float32).to(tl.int32, bitcast=True)
+
+
+@triton.jit
+def _int_bits(v):
+    return tl.minimum(tl.maximum(v, -2147483648), 2147483647).to(tl.int32)
+
+
+@triton.jit
+def _first(best, key2d):
+    """Fold a tile's keys (``ROWS x BLOCK_K``) into the running per-row minimum."""
+    return tl.minimum(best, tl.min(key2d, 1))
+
+
+@triton.jit
+def _flat(a, b, kk, K, B):
+    """Row-major flat index of element ``(a, k, b)`` of an ``(A, K, B)`` tensor (2-D tile)."""
+    return (a[:, None] * K + kk[None, :].to(tl.int64)) * B + b[:, None]
+
+
+@triton.jit
+def _log1p(u):
+    """``log(1 + u)`` for ``u >= 0``, accurate for tiny ``u`` (Triton has no log1p)."""
+    return tl.where(u < 1e-4, u * (1.0 - 0.5 * u), tl.log(1.0 + u))
+
+
+@triton.jit
+def _softplus(z):
+    return tl.maximum(z, 0.0) + _log1p(tl.exp(-tl.abs(z)))
+
+
+@triton.jit
+def _sigmoid(x):
+    e = tl.exp(-tl.abs(x))
+    return tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@triton.jit
+def _store_key(key_ptr, slot, best):
+    tl.atomic_min(key_ptr + slot, tl.min(best, 0))
+
+
+# -------------------------------------------------------------- softmax cross-entropy
+
+
+@triton.jit
+def softmax_ce_forward(
+    x_ptr, sxa, sxk, sxb,
+    y_ptr,
+    t_ptr, sta, stk, stb,
+    w_ptr,
+    loss_ptr, aux_ptr, lse_ptr, key_ptr,
+    R, K, B, smoothing, ignore_index,
+    SPARSE: tl.constexpr, SMOOTH: tl.constexpr, WEIGHTED: tl.constexpr, IGNORE: tl.constexpr,
+    CHECK: tl.constexpr, WITH_VALUE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Per-row softmax cross-entropy from logits, in one pass over the logits.
+
+    ``SPARSE``: class indices ``y``; ``loss = lse - x[y]`` and, with ``SMOOTH``,
+    ``aux = sum_c w_c (lse - x_c)`` (the smoothing term, ``w`` ones unless ``WEIGHTED``).
+    Otherwise soft targets ``t``: ``loss = sum_c v_c (lse - x_c)`` with ``v = w q`` and
+    ``q = (1 - smoothing) t + smoothing / K``, and ``aux = sum_c v_c`` (the backward's
+    scale).  ``lse`` is saved.  ``IGNORE``: indices equal to ``ignore_index`` are valid
+    (they use class 0; the caller zeroes them).
+
+    The weighted sums are kept relative to the running max, ``acc = sum v (x - m)``,
+    and shifted when the max grows, so that ``loss = vsum log(s) - acc`` has no
+    cancellation between two large numbers.  Check slots: 0 the targets (indices in
+    range, or soft targets >= 0), 1 the loss (finite).
+    """
+    r, a, b, live = _rows(ROWS, R, B)
+    xrow = a * sxa + b * sxb
+    shift = tl.zeros((ROWS,), tl.float32)  # the running max, or 0 while it is -inf
+    m = tl.full((ROWS,), float("-inf"), tl.float32)
+    s = tl.zeros((ROWS,), tl.float32)  # sum exp(x - shift)
+    acc = tl.zeros((ROWS,), tl.float32)  # sum v (x - shift)
+    vsum = tl.zeros((ROWS,), tl.float32)  # sum v
+    tbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    if SPARSE:
+        y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
+        in_range = (y >= 0) & (y < K)
+        ok = in_range
+        if IGNORE:
+            ok = in_range | (y == ignore_index)
+        y_safe = tl.where(in_range, y, 0)
+        if CHECK:
+            tbest = _key(live & ~ok, r, _int_bits(y), WITH_VALUE)
+    else:
+        trow = a * sta + b * stb
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K)
+        msk = live[:, None] & (kk < K)[None, :]
+        xt = tl.load(x_ptr + xrow[:, None] + kk[None, :].to(tl.int64) * sxk, mask=msk, other=float("-inf")).to(tl.float32)
+        m = tl.maximum(m, tl.max(xt, 1))
+        new_shift = tl.where(m == float("-inf"), 0.0, m)
+        step = shift - new_shift
+        s = s * tl.exp(step) + tl.sum(tl.exp(xt - new_shift[:, None]), 1)
+        centred = tl.where(msk, xt - new_shift[:, None], 0.0)
+        if SPARSE:
+            if SMOOTH:
+                if WEIGHTED:
+                    v = tl.where(msk, tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :], 0.0)
+                else:
+                    v = tl.where(msk, 1.0, 0.0)
+                acc = acc + step * vsum + tl.sum(v * centred, 1)
+                vsum = vsum + tl.sum(v, 1)
+        else:
+            tt = tl.load(t_ptr + trow[:, None] + kk[None, :].to(tl.int64) * stk, mask=msk, other=0.0).to(tl.float32)
+            if CHECK:
+                tbest = _first(tbest, _key(msk & ~(tt >= 0), _flat(a, b, kk, K, B), _float_bits(tt), WITH_VALUE))
+            v = (1.0 - smoothing) * tt + smoothing / K
+            if WEIGHTED:
+                v = v * tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+            v = tl.where(msk, v, 0.0)
+            acc = acc + step * vsum + tl.sum(v * centred, 1)
+            vsum = vsum + tl.sum(v, 1)
+        shift = new_shift
+    log_s = tl.log(s)
+    lse = shift + log_s
+    if SPARSE:
+        xy = tl.load(x_ptr + xrow + y_safe * sxk, mask=live, other=0.0).to(tl.float32)
+        loss = tl.where(ok, lse - xy, float("nan"))
+        if SMOOTH:
+            tl.store(aux_ptr + r, tl.where(ok, vsum * log_s - acc, float("nan")), mask=live)
+    else:
+        loss = vsum * log_s - acc
+        tl.store(aux_ptr + r, vsum, mask=live)
+    tl.store(loss_ptr + r, loss, mask=live)
+    tl.store(lse_ptr + r, lse, mask=live)
+    if CHECK:
+        _store_key(key_ptr, 0, tbest)
+        _store_key(key_ptr, 1, _key(live & ~(tl.abs(loss) < _INF), r, _float_bits(loss), WITH_VALUE))
+
+
+@triton.jit
+def softmax_ce_backward(
+    x_ptr, sxa, sxk, sxb,
+    y_ptr,
+    t_ptr, sta, stk, stb,
+    w_ptr, wsum_ptr,
+    lse_ptr, aux_ptr, g1_ptr, g2_ptr,
+    out_ptr, soa, sok, sob,
+    R, K, B, smoothing, ignore_index,
+    SPARSE: tl.constexpr, SMOOTH: tl.constexpr, WEIGHTED: tl.constexpr, IGNORE: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The gradient of :func:`softmax_ce_forward`'s outputs, one pass, into ``out``.
+
+    ``SPARSE``: ``dx = softmax (g1 + W g2) - g1 onehot(y) - g2 w`` (``g2`` only with
+    ``SMOOTH``; ``W = sum w``).  Soft targets: ``dx = g (softmax aux - w q)``.  ``out``
+    may be the logits' own buffer: each element is read before it is written, by the
+    same program.
+    """
+    r, a, b, live = _rows(ROWS, R, B)
+    xrow = a * sxa + b * sxb
+    orow = a * soa + b * sob
+    lse = tl.load(lse_ptr + r, mask=live, other=0.0)
+    g1 = tl.load(g1_ptr + r, mask=live, other=0.0)
+    if SPARSE:
+        y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
+        in_range = (y >= 0) & (y < K)
+        ok = in_range
+        if IGNORE:
+            ok = in_range | (y == ignore_index)
+        y_safe = tl.where(in_range, y, 0)
+        coef = g1
+        if SMOOTH:
+            g2 = tl.load(g2_ptr + r, mask=live, other=0.0)
+            coef = g1 + g2 * tl.load(wsum_ptr)
+        coef = tl.where(ok, coef, float("nan"))
+    else:
+        trow = a * sta + b * stb
+        coef = g1 * tl.load(aux_ptr + r, mask=live, other=0.0)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K)
+        msk = live[:, None] & (kk < K)[None, :]
+        xt = tl.load(x_ptr + xrow[:, None] + kk[None, :].to(tl.int64) * sxk, mask=msk, other=0.0).to(tl.float32)
+        d = tl.exp(xt - lse[:, None]) * coef[:, None]
+        if SPARSE:
+            d = d - tl.where(kk[None, :] == y_safe[:, None], g1[:, None], 0.0)
+            if SMOOTH:
+                if WEIGHTED:
+                    w = tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)
+                    d = d - g2[:, None] * w[None, :]
+                else:
+                    d = d - g2[:, None]
+        else:
+            tt = tl.load(t_ptr + trow[:, None] + kk[None, :].to(tl.int64) * stk, mask=msk, other=0.0).to(tl.float32)
+            q = (1.0 - smoothing) * tt + smoothing / K
+            if WEIGHTED:
+                q = q * tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+            d = d - g1[:, None] * q
+        tl.store(out_ptr + orow[:, None] + kk[None, :].to(tl.int64) * sok, d.to(out_ptr.dtype.element_ty), mask=msk)
+
+
+# ------------------------------------------------------------------ elementwise losses
+
+
+@triton.jit
+def _elementwise(p, t, lo, hi, smoothing, alpha, gamma, KIND: tl.constexpr, BALANCE: tl.constexpr):
+    """``(value, d value / d p)`` of one elementwise loss (see :func:`elementwise_forward`)."""
+    if KIND == 0:  # BCE
+        t = t * (1.0 - smoothing) + 0.5 * smoothing
+        q = tl.minimum(tl.maximum(p, lo), hi)
+        f = -(t * tl.log(q) + (1.0 - t) * tl.log(1.0 - q))
+        df = tl.where((p >= lo) & (p <= hi), (1.0 - t) / (1.0 - q) - t / q, 0.0)
+    elif KIND == 1:  # BCE_LOGITS
+        t = t * (1.0 - smoothing) + 0.5 * smoothing
+        f = t * _softplus(-p) + (1.0 - t) * _softplus(p)
+        df = _sigmoid(p) - t
+    elif KIND == 2:  # KL
+        u = tl.minimum(tl.maximum(t, lo), 1.0)
+        q = tl.minimum(tl.maximum(p, lo), 1.0)
+        f = u * tl.log(u / q)
+        df = tl.where((p >= lo) & (p <= 1.0), -u / q, 0.0)
+    elif KIND == 3:  # POISSON
+        f = p - t * tl.log(p + lo)
+        df = 1.0 - t / (p + lo)
+    else:  # BINARY_FOCAL on probabilities (the caller applies the sigmoid's chain rule)
+        t = t * (1.0 - smoothing) + 0.5 * smoothing
+        q = tl.minimum(tl.maximum(p, lo), hi)
+        bce = -(t * tl.log(q) + (1.0 - t) * tl.log(1.0 - q))
+        dbce = tl.where((p >= lo) & (p <= hi), (1.0 - t) / (1.0 - q) - t / q, 0.0)
+        z = 1.0 - (t * p + (1.0 - t) * (1.0 - p))
+        positive = z > 0
+        log_z = tl.log(tl.where(positive, z, 1.0))
+        zpow = tl.where(positive, tl.exp(gamma * log_z), tl.where(gamma > 0, 0.0, 1.0))
+        dzpow = tl.where(positive & (gamma != 0), gamma * tl.exp((gamma - 1.0) * log_z), 0.0)
+        f = zpow * bce
+        df = dzpow * (1.0 - 2.0 * t) * bce + zpow * dbce
+        if BALANCE:
+            wb = t * alpha + (1.0 - t) * (1.0 - alpha)
+            f = wb * f
+            df = wb * df
+    return f, df
+
+
+@triton.jit
+def elementwise_forward(
+    p_ptr, spa, spk, spb,
+    t_ptr, sta, stk, stb,
+    loss_ptr, key_ptr,
+    R, K, B, lo, hi, smoothing, alpha, gamma,
+    KIND: tl.constexpr, LOGITS: tl.constexpr, BALANCE: tl.constexpr, MEAN: tl.constexpr,
+    CHECK: tl.constexpr, WITH_VALUE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Per-row mean (``MEAN``) or sum over the classes of an elementwise loss ``f(p, t)``.
+
+    ``KIND``: BCE ``-(t log q + (1 - t) log(1 - q))``, ``q = clip(p, lo, hi)``;
+    BCE_LOGITS ``t softplus(-x) + (1 - t) softplus(x)``; KL ``u log(u / q)`` with
+    ``u, q`` clipped to ``[lo, 1]``; POISSON ``p - t log(p + lo)``; BINARY_FOCAL
+    ``(1 - p_t)^gamma bce`` (times the class balance with ``BALANCE``; ``LOGITS``: of
+    ``sigmoid(x)``).  The binary kinds smooth ``t`` towards 1/2 by ``smoothing``.
+
+    Check slots: 0 the targets (in ``[0, 1]``; Poisson ``>= 0``), 1 the predictions
+    (probabilities in ``[0, 1]``; Poisson rates ``>= 0``; none for logits), 2 the loss.
+    """
+    r, a, b, live = _rows(ROWS, R, B)
+    prow = a * spa + b * spb
+    trow = a * sta + b * stb
+    total = tl.zeros((ROWS,), tl.float32)
+    tbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    pbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K)
+        msk = live[:, None] & (kk < K)[None, :]
+        off_k = kk[None, :].to(tl.int64)
+        p = tl.load(p_ptr + prow[:, None] + off_k * spk, mask=msk, other=0.5).to(tl.float32)
+        t = tl.load(t_ptr + trow[:, None] + off_k * stk, mask=msk, other=0.5).to(tl.float32)
+        if CHECK:
+            flat = _flat(a, b, kk, K, B)
+            if KIND == 3:
+                tbad = ~(t >= 0)
+                pbad = ~(p >= 0)
+            else:
+                tbad = ~((t >= 0) & (t <= 1))
+                pbad = ~((p >= 0) & (p <= 1))
+            tbest = _first(tbest, _key(msk & tbad, flat, _float_bits(t), WITH_VALUE))
+            if not LOGITS:
+                pbest = _first(pbest, _key(msk & pbad, flat, _float_bits(p), WITH_VALUE))
+        if LOGITS and KIND == 4:
+            p = _sigmoid(p)
+        f, _ = _elementwise(p, t, lo, hi, smoothing, alpha, gamma, KIND, BALANCE)
+        total = total + tl.sum(tl.where(msk, f, 0.0), 1)
+    if MEAN:
+        total = total / K
+    tl.store(loss_ptr + r, total, mask=live)
+    if CHECK:
+        _store_key(key_ptr, 0, tbest)
+        _store_key(key_ptr, 1, pbest)
+        _store_key(key_ptr, 2, _key(live & ~(tl.abs(total) < _INF), r, _float_bits(total), WITH_VALUE))
+
+
+@triton.jit
+def elementwise_backward(
+    p_ptr, spa, spk, spb,
+    t_ptr, sta, stk, stb,
+    g_ptr, out_ptr, soa, sok, sob,
+    R, K, B, lo, hi, smoothing, alpha, gamma,
+    KIND: tl.constexpr, LOGITS: tl.constexpr, BALANCE: tl.constexpr, MEAN: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """``d loss_r / d p = g_r f'(p, t)`` (divided by ``K`` with ``MEAN``), into ``out``."""
+    r, a, b, live = _rows(ROWS, R, B)
+    prow = a * spa + b * spb
+    trow = a * sta + b * stb
+    orow = a * soa + b * sob
+    g = tl.load(g_ptr + r, mask=live, other=0.0)
+    if MEAN:
+        g = g / K
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K)
+        msk = live[:, None] & (kk < K)[None, :]
+        off_k = kk[None, :].to(tl.int64)
+        p = tl.load(p_ptr + prow[:, None] + off_k * spk, mask=msk, other=0.5).to(tl.float32)
+        t = tl.load(t_ptr + trow[:, None] + off_k * stk, mask=msk, other=0.5).to(tl.float32)
+        if LOGITS and KIND == 4:
+            s = _sigmoid(p)
+            _, df = _elementwise(s, t, lo, hi, smoothing, alpha, gamma, KIND, BALANCE)
+            df = df * s * (1.0 - s)
+        else:
+            _, df = _elementwise(p, t, lo, hi, smoothing, alpha, gamma, KIND, BALANCE)
+        tl.store(out_ptr + orow[:, None] + off_k * sok, (df * g[:, None]).to(out_ptr.dtype.element_ty), mask=msk)
+
+
+# ------------------------------------------------------- losses of renormalised rows
+
+
+@triton.jit
+def _normalized_terms(u, t, kk, alpha_ptr, K, lo, hi, smoothing, alpha, gamma, FOCAL: tl.constexpr, ALPHA_VEC: tl.constexpr):
+    """``(f, a)``: the loss terms of clipped probabilities ``q = clip(u)`` and ``a = df/du``."""
+    q = tl.minimum(tl.maximum(u, lo), hi)
+    t = (1.0 - smoothing) * t + smoothing / K
+    log_q = tl.log(q)
+    inside = (u >= lo) & (u <= hi)
+    if FOCAL:
+        if ALPHA_VEC:
+            al = tl.load(alpha_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+        else:
+            al = alpha
+        log_z = tl.log(1.0 - q)  # q <= hi < 1
+        zpow = tl.exp(gamma * log_z)
+        f = al * zpow * (-t * log_q)
+        a = al * (gamma * tl.exp((gamma - 1.0) * log_z) * t * log_q - zpow * t / q)
+    else:
+        f = -t * log_q
+        a = -t / q
+    return f, tl.where(inside, a, 0.0)
+
+
+@triton.jit
+def normalized_forward(
+    p_ptr, spa, spk, spb,
+    y_ptr,
+    t_ptr, sta, stk, stb,
+    alpha_ptr,
+    loss_ptr, norm_ptr, dot_ptr, key_ptr,
+    R, K, B, lo, hi, smoothing, alpha, gamma,
+    SPARSE: tl.constexpr, FOCAL: tl.constexpr, LOGITS: tl.constexpr, ALPHA_VEC: tl.constexpr,
+    CHECK: tl.constexpr, WITH_VALUE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Keras's losses on renormalised, clipped probabilities ``q = clip(p / sum(p), lo, hi)``.
+
+    ``SPARSE``: ``-log q[y]``.  Otherwise ``sum_c f_c`` with ``f = -t log q`` (categorical
+    cross-entropy) or, with ``FOCAL``, ``alpha_c (1 - q_c)^gamma (-t_c log q_c)``;
+    ``t`` smoothed towards ``1/K``.  ``LOGITS`` (focal only): ``p = softmax(x)`` (then the
+    row sum is 1).
+
+    Saves ``norm`` (the row sum, or the log-sum-exp with ``LOGITS``) and ``dot = sum_c a_c
+    u_c`` with ``a = df/du``, ``u = p / sum(p)``: the backward is then one pass,
+    ``dp = g (a - dot) / sum(p)`` (logits: ``g u (a - dot)``).
+
+    Check slots: 0 the targets (indices in range, or ``t >= 0``), 1 the probabilities (in
+    ``[0, 1]``), 2 the loss, 3 rows of probabilities not summing to 1 (within 1e-3; a
+    warning: Keras renormalises them).
+    """
+    r, a, b, live = _rows(ROWS, R, B)
+    prow = a * spa + b * spb
+    pbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    tbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    if LOGITS:
+        shift = tl.zeros((ROWS,), tl.float32)
+        m = tl.full((ROWS,), float("-inf"), tl.float32)
+        s = tl.zeros((ROWS,), tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            xt = tl.load(p_ptr + prow[:, None] + kk[None, :].to(tl.int64) * spk, mask=msk, other=float("-inf")).to(tl.float32)
+            m = tl.maximum(m, tl.max(xt, 1))
+            new_shift = tl.where(m == float("-inf"), 0.0, m)
+            s = s * tl.exp(shift - new_shift) + tl.sum(tl.exp(xt - new_shift[:, None]), 1)
+            shift = new_shift
+        norm = shift + tl.log(s)
+    else:
+        norm = tl.zeros((ROWS,), tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            pt = tl.load(p_ptr + prow[:, None] + kk[None, :].to(tl.int64) * spk, mask=msk, other=0.0).to(tl.float32)
+            norm = norm + tl.sum(pt, 1)
+            if CHECK:
+                pbest = _first(pbest, _key(msk & ~((pt >= 0) & (pt <= 1)), _flat(a, b, kk, K, B), _float_bits(pt), WITH_VALUE))
+    dot = tl.zeros((ROWS,), tl.float32)
+    if SPARSE:
+        y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
+        ok = (y >= 0) & (y < K)
+        if CHECK:
+            tbest = _key(live & ~ok, r, _int_bits(y), WITH_VALUE)
+        py = tl.load(p_ptr + prow + tl.where(ok, y, 0) * spk, mask=live, other=1.0).to(tl.float32)
+        q = tl.minimum(tl.maximum(py / norm, lo), hi)
+        loss = tl.where(ok, -tl.log(q), float("nan"))
+    else:
+        trow = a * sta + b * stb
+        loss = tl.zeros((ROWS,), tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            off_k = kk[None, :].to(tl.int64)
+            pt = tl.load(p_ptr + prow[:, None] + off_k * spk, mask=msk, other=0.0).to(tl.float32)
+            tt = tl.load(t_ptr + trow[:, None] + off_k * stk, mask=msk, other=0.0).to(tl.float32)
+            if CHECK:
+                tbest = _first(tbest, _key(msk & ~(tt >= 0), _flat(a, b, kk, K, B), _float_bits(tt), WITH_VALUE))
+            if LOGITS:
+                u = tl.exp(pt - norm[:, None])
+            else:
+                u = pt / norm[:, None]
+            f, da = _normalized_terms(u, tt, kk, alpha_ptr, K, lo, hi, smoothing, alpha, gamma, FOCAL, ALPHA_VEC)
+            loss = loss + tl.sum(tl.where(msk, f, 0.0), 1)
+            dot = dot + tl.sum(tl.where(msk, da * u, 0.0), 1)
+    tl.store(loss_ptr + r, loss, mask=live)
+    tl.store(norm_ptr + r, norm, mask=live)
+    tl.store(dot_ptr + r, dot, mask=live)
+    if CHECK:
+        _store_key(key_ptr, 0, tbest)
+        _store_key(key_ptr, 1, pbest)
+        _store_key(key_ptr, 2, _key(live & ~(tl.abs(loss) < _INF), r, _float_bits(loss), WITH_VALUE))
+        if not LOGITS:
+            _store_key(key_ptr, 3, _key(live & ~(tl.abs(norm - 1.0) <= 1e-3), r, _float_bits(norm), WITH_VALUE))
+
+
+@triton.jit
+def normalized_backward(
+    p_ptr, spa, spk, spb,
+    y_ptr,
+    t_ptr, sta, stk, stb,
+    alpha_ptr,
+    norm_ptr, dot_ptr, g_ptr,
+    out_ptr, soa, sok, sob,
+    R, K, B, lo, hi, smoothing, alpha, gamma,
+    SPARSE: tl.constexpr, FOCAL: tl.constexpr, LOGITS: tl.constexpr, ALPHA_VEC: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The gradient of :func:`normalized_forward`'s loss, one pass, into ``out``."""
+    r, a, b, live = _rows(ROWS, R, B)
+    prow = a * spa + b * spb
+    orow = a * soa + b * sob
+    norm = tl.load(norm_ptr + r, mask=live, other=1.0)
+    g = tl.load(g_ptr + r, mask=live, other=0.0)
+    if SPARSE:
+        y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
+        ok = (y >= 0) & (y < K)
+        y_safe = tl.where(ok, y, 0)
+        uy = tl.load(p_ptr + prow + y_safe * spk, mask=live, other=1.0).to(tl.float32) / norm
+        qy = tl.minimum(tl.maximum(uy, lo), hi)
+        ay = tl.where((uy >= lo) & (uy <= hi), -1.0 / qy, 0.0)
+        dot = ay * uy
+        g = tl.where(ok, g, float("nan"))
+    else:
+        trow = a * sta + b * stb
+        dot = tl.load(dot_ptr + r, mask=live, other=0.0)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K)
+        msk = live[:, None] & (kk < K)[None, :]
+        off_k = kk[None, :].to(tl.int64)
+        pt = tl.load(p_ptr + prow[:, None] + off_k * spk, mask=msk, other=0.0).to(tl.float32)
+        if SPARSE:
+            da = tl.where(kk[None, :] == y_safe[:, None], ay[:, None], 0.0)
+        else:
+            tt = tl.load(t_ptr + trow[:, None] + off_k * stk, mask=msk, other=0.0).to(tl.float32)
+            if LOGITS:
+                u = tl.exp(pt - norm[:, None])
+            else:
+                u = pt / norm[:, None]
+            _, da = _normalized_terms(u, tt, kk, alpha_ptr, K, lo, hi, smoothing, alpha, gamma, FOCAL, ALPHA_VEC)
+        if LOGITS:
+            d = g[:, None] * u * (da - dot[:, None])
+        else:
+            d = g[:, None] * (da - dot[:, None]) / norm[:, None]
+        tl.store(out_ptr + orow[:, None] + off_k * sok, d.to(out_ptr.dtype.element_ty), mask=msk)
