@@ -35,17 +35,22 @@ def test_the_table_has_a_generic_formula_for_every_loss_and_only_known_backends(
     assert {"binary", "categorical", "sparse", "kl_divergence", "poisson"} <= set(TABLE)
     for loss, row in TABLE.items():
         assert "generic" in row, loss
-        assert set(row) <= {"generic", "numpy", "torch", "jax"}, loss
+        assert set(row) <= {"generic", "numpy", "torch", "jax", "cuda"}, loss
         assert row["generic"].startswith("probloss.functional."), loss
         for backend, entry in row.items():
             if backend != "generic":
-                assert entry.startswith(f"probloss._backends.{backend}:"), (loss, backend)
+                module = "triton" if backend == "cuda" else backend  # the cuda column: Triton kernels
+                assert entry.startswith(f"probloss._backends.{module}:"), (loss, backend)
+            if backend == "cuda":
+                assert "torch" in row, loss  # CUDA tensors without Triton take the torch column
 
 
 @pytest.mark.parametrize(("loss", "backend"), ENTRIES, ids=lambda v: str(v))
 def test_every_entry_resolves_to_a_callable_with_the_dispatch_signature(loss, backend):
     if backend in ("torch", "jax"):
         pytest.importorskip(backend)
+    if backend == "cuda":
+        pytest.importorskip("triton")
     if backend == "numpy":
         pytest.importorskip("numpy")
     fn = _resolve(TABLE[loss][backend])
@@ -72,14 +77,22 @@ def _namespaces():
     return out
 
 
+def _served(impl):
+    """What serves CPU arrays: a loss with a cuda column resolves, for torch, to a switch on
+    the device whose CPU side is the torch entry."""
+    return getattr(impl, "torch_impl", impl)
+
+
 @pytest.mark.parametrize("loss", list(TABLE))
 def test_implementation_picks_the_backends_entry_or_the_generic_formula(loss):
     for backend, xp in _namespaces():
         want = _resolve(TABLE[loss].get(backend, TABLE[loss]["generic"]))
-        assert implementation(loss, xp) is want, (loss, backend)
+        assert _served(implementation(loss, xp)) is want, (loss, backend)
+        if backend == "torch" and "cuda" in TABLE[loss]:
+            assert implementation(loss, xp).loss == loss
         with generic_only():
             assert implementation(loss, xp) is _resolve(TABLE[loss]["generic"]), (loss, backend)
-        assert implementation(loss, xp) is want, (loss, backend)  # the cache does not stick
+        assert _served(implementation(loss, xp)) is want, (loss, backend)  # the cache does not stick
 
 
 def test_an_unknown_loss_is_a_key_error():

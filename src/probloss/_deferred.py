@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -83,9 +84,11 @@ def _pending() -> collections.deque:
 
 
 def _call_site():
-    """``(file, line, function)`` of the first frame outside probloss (cheap: no traceback)."""
+    """``(file, line, function)`` of the first frame outside probloss and torch's own
+    wrappers (``torch.compiler.disable``), cheap: no traceback is built."""
+    skip = (_PACKAGE, os.path.dirname(sys.modules["torch"].__file__)) if "torch" in sys.modules else (_PACKAGE,)
     frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
         frame = frame.f_back
     if frame is None:
         return None
@@ -193,12 +196,14 @@ def submit(record: Record, reports, result=None):
     _local.checked = weakref.ref(result) if result is not None else None
 
 
-def result(values, names):
+def result(values, names, *, allow_inf: bool = False):
     """The deferred form of :func:`probloss._checks.check_result_finite`.
 
     Skipped when ``values`` is what a kernel that checked every row just returned;
     otherwise one flag, ``isfinite(sum(values))``, goes to the host.  A flag that is down
     is confirmed on the values themselves (a sum can overflow) and names the sample.
+    ``allow_inf``: ``+inf`` is a result, not an error (a target on a ruled-out class with
+    ``ruled_out_target="inf"``).
     """
     import torch
 
@@ -220,7 +225,7 @@ def result(values, names):
 
         from ._errors import PredictionValueError
 
-        bad = (~torch.isfinite(held)).reshape(-1)
+        bad = (~torch.isfinite(held) if not allow_inf else torch.isnan(held) | (held == -math.inf)).reshape(-1)
         if not bool(bad.any()):
             return None
         flat = int(bad.to(torch.uint8).argmax())

@@ -126,6 +126,15 @@ def _by_device(loss: str, torch_impl):
     return by_device
 
 
+def cuda_module(x):
+    """The CUDA backend's module (:mod:`probloss._backends.triton`) when it serves the torch
+    tensor ``x`` (on a CUDA device, and Triton imports), else ``None``; for code outside
+    the table that calls its kernels directly (``probloss.torch.cross_entropy``)."""
+    if not (x.is_cuda or _triton_on_cpu) or _cuda_entry("sparse") is None:
+        return None
+    return sys.modules[_B + "triton"]
+
+
 def _cuda_entry(loss: str):
     """The ``cuda`` entry of ``loss``, or ``None`` when Triton cannot be imported.
 

@@ -136,8 +136,9 @@ class SparseSoftmaxCE(torch.autograd.Function):
     Inputs: ``x3`` ``(A, K, B)`` logits (float32/16, bfloat16, any strides); ``y`` ``(A *
     B,)`` contiguous integer class indices; ``weight`` ``(K,)`` float32 or ``None``
     (ones; the smoothing term only); ``smooth``; ``ignore_index`` (indices equal to it are
-    valid; ``None`` for none); ``inplace`` (the gradient overwrites ``x3``); ``keys``
-    (the check buffer, or ``None``: no checks).
+    valid; ``None`` for none); ``inplace`` (the gradient overwrites ``x3``);
+    ``ruled_out_inf`` (a ``+inf`` loss is a result, not an error, for the check of the
+    loss); ``keys`` (the check buffer, or ``None``: no checks).
 
     Returns ``(nll, smoothing, lse)`` float32 ``(A * B,)`` (``smoothing`` empty unless
     ``smooth``; ``lse`` is for the backward).  Backward::
@@ -146,8 +147,8 @@ class SparseSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x3, y, weight, smooth, ignore_index, inplace, keys):
-        _, k, _ = x3.shape
+    def forward(x3, y, weight, smooth, ignore_index, inplace, ruled_out_inf, keys):
+        _, k, b = x3.shape
         rows = _rows_of(x3)
         nll = torch.empty(rows, dtype=_F32, device=x3.device)
         smoothing = torch.empty(rows if smooth else 0, dtype=_F32, device=x3.device)
@@ -155,16 +156,17 @@ class SparseSoftmaxCE(torch.autograd.Function):
         _launch(
             tk.softmax_ce_forward, x3, rows, k,
             x3, *x3.stride(), y, x3, 0, 0, 0, weight if weight is not None else x3,
-            nll, smoothing if smooth else nll, lse, keys if keys is not None else lse,
-            rows, k, x3.shape[2], 0.0, 0 if ignore_index is None else ignore_index,
-            SPARSE=True, SMOOTH=smooth, WEIGHTED=weight is not None, IGNORE=ignore_index is not None,
-            CHECK=keys is not None, WITH_VALUE=y.numel() < 2**31,
+            nll, smoothing if smooth else nll, lse, lse, keys if keys is not None else lse,
+            rows, k, b, 0.0, 0 if ignore_index is None else ignore_index,
+            SPARSE=True, SMOOTH=smooth, ALLOWED_ONLY=False, WEIGHTED=weight is not None,
+            IGNORE=ignore_index is not None, RULED_OUT_INF=ruled_out_inf,
+            CHECK=keys is not None, WITH_VALUE=x3.numel() < 2**31,
         )
         return nll, smoothing, lse
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x3, y, weight, smooth, ignore_index, inplace, _ = inputs
+        x3, y, weight, smooth, ignore_index, inplace, _, _ = inputs
         ctx.mark_non_differentiable(output[2])
         if not smooth:
             ctx.mark_non_differentiable(output[1])
@@ -172,10 +174,10 @@ class SparseSoftmaxCE(torch.autograd.Function):
         ctx.smooth, ctx.ignore_index, ctx.inplace = smooth, ignore_index, inplace
 
     @staticmethod
-    def vmap(info, in_dims, x3, y, weight, smooth, ignore_index, inplace, keys):
+    def vmap(info, in_dims, x3, y, weight, smooth, ignore_index, inplace, ruled_out_inf, keys):
         _refuse_batched(in_dims[2], inplace)
         x3, y = _merge_batch(info.batch_size, (x3, in_dims[0]), (y, in_dims[1]))
-        out = SparseSoftmaxCE.apply(x3, y, weight, smooth, ignore_index, False, None)
+        out = SparseSoftmaxCE.apply(x3, y, weight, smooth, ignore_index, False, ruled_out_inf, None)
         return _split_batch(info.batch_size, out), (0, 0, 0)
 
     @staticmethod
@@ -183,11 +185,11 @@ class SparseSoftmaxCE(torch.autograd.Function):
         x3, y, weight, lse = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the formula
             def forward(x3):
-                nll, smoothing = _sparse_formula(x3, y, weight, ctx.ignore_index)
+                nll, smoothing = _sparse_formula(x3, y, weight)
                 return (nll, smoothing) if ctx.smooth else (nll,)
 
             grads = (g1, g2) if ctx.smooth else (g1,)
-            return torch_backend._second_order(forward, x3, grads), None, None, None, None, None, None
+            return torch_backend._second_order(forward, x3, grads), None, None, None, None, None, None, None
         _, k, b = x3.shape
         rows = _rows_of(x3)
         out = _gradient_buffer(x3, ctx.inplace)
@@ -197,14 +199,15 @@ class SparseSoftmaxCE(torch.autograd.Function):
         _launch(
             tk.softmax_ce_backward, x3, rows, k,
             x3, *x3.stride(), y, x3, 0, 0, 0, weight if weight is not None else x3, wsum,
-            lse, lse, g1, g2, out, *out.stride(),
+            lse, lse, lse, g1, g2, out, *out.stride(),
             rows, k, b, 0.0, 0 if ctx.ignore_index is None else ctx.ignore_index,
-            SPARSE=True, SMOOTH=ctx.smooth, WEIGHTED=weight is not None, IGNORE=ctx.ignore_index is not None,
+            SPARSE=True, SMOOTH=ctx.smooth, ALLOWED_ONLY=False, WEIGHTED=weight is not None,
+            IGNORE=ctx.ignore_index is not None,
         )
-        return (out.detach() if ctx.inplace else out), None, None, None, None, None, None
+        return (out.detach() if ctx.inplace else out), None, None, None, None, None, None, None
 
 
-def _sparse_formula(x3, y, weight, ignore_index):
+def _sparse_formula(x3, y, weight):
     """:class:`SparseSoftmaxCE`'s outputs written with torch operations (second order)."""
     a, k, b = x3.shape
     y3 = y.reshape(a, 1, b).long()
@@ -216,72 +219,77 @@ def _sparse_formula(x3, y, weight, ignore_index):
 
 
 class SoftSoftmaxCE(torch.autograd.Function):
-    """Per-row ``sum_c w_c q_c (lse(x) - x_c)`` with ``q = (1 - eps) t + eps / K``.
+    """Per-row ``sum_c w_c q_c (lse(x) - x_c)`` with ``q = (1 - eps) t + eps / K_r``.
 
     ``t3`` has ``x3``'s shape ``(A, K, B)`` (any floating dtype and strides); ``weight``
-    ``(K,)`` float32 or ``None``; ``eps`` the label smoothing.  Returns ``(loss, c, lse)``
-    float32 ``(A * B,)``, with ``c = sum_c w_c q_c`` (for the backward).  Backward, for
-    upstream ``g``: ``dx = g (softmax(x) c - w q)``.  ``t3`` gets no gradient (callers send
-    targets that need one to the torch column).
+    ``(K,)`` float32 or ``None``; ``eps`` the label smoothing, spread over the ``K_r``
+    classes whose logit is not ``-inf`` with ``allowed_only`` (probloss's rule), over all
+    ``K`` otherwise (torch's); ``ruled_out_inf`` as in :class:`SparseSoftmaxCE`.
+    Returns ``(loss, c, share, lse)`` float32 ``(A * B,)``, with ``c = sum_c w_c q_c``
+    and ``share = eps / K_r`` (for the backward).  Backward, for upstream ``g``:
+    ``dx = g (softmax(x) c - w q)``.  ``t3`` gets no gradient (callers send targets that
+    need one to the torch column).
     """
 
     @staticmethod
-    def forward(x3, t3, weight, eps, inplace, keys):
+    def forward(x3, t3, weight, eps, allowed_only, inplace, ruled_out_inf, keys):
         _, k, b = x3.shape
         rows = _rows_of(x3)
-        loss = torch.empty(rows, dtype=_F32, device=x3.device)
-        coef = torch.empty(rows, dtype=_F32, device=x3.device)
-        lse = torch.empty(rows, dtype=_F32, device=x3.device)
+        loss, coef, share, lse = (torch.empty(rows, dtype=_F32, device=x3.device) for _ in range(4))
         _launch(
             tk.softmax_ce_forward, x3, rows, k,
             x3, *x3.stride(), lse, t3, *t3.stride(), weight if weight is not None else x3,
-            loss, coef, lse, keys if keys is not None else lse,
+            loss, coef, lse, share, keys if keys is not None else lse,
             rows, k, b, float(eps), 0,
-            SPARSE=False, SMOOTH=False, WEIGHTED=weight is not None, IGNORE=False,
-            CHECK=keys is not None, WITH_VALUE=t3.numel() < 2**31,
+            SPARSE=False, SMOOTH=eps > 0, ALLOWED_ONLY=allowed_only, WEIGHTED=weight is not None,
+            IGNORE=False, RULED_OUT_INF=ruled_out_inf,
+            CHECK=keys is not None, WITH_VALUE=x3.numel() < 2**31,
         )
-        return loss, coef, lse
+        return loss, coef, share, lse
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x3, t3, weight, eps, inplace, _ = inputs
-        ctx.mark_non_differentiable(output[1], output[2])
-        ctx.save_for_backward(x3, t3, weight, output[1], output[2])
-        ctx.eps, ctx.inplace = eps, inplace
+        x3, t3, weight, eps, allowed_only, inplace, _, _ = inputs
+        ctx.mark_non_differentiable(output[1], output[2], output[3])
+        ctx.save_for_backward(x3, t3, weight, output[1], output[2], output[3])
+        ctx.eps, ctx.allowed_only, ctx.inplace = eps, allowed_only, inplace
 
     @staticmethod
-    def vmap(info, in_dims, x3, t3, weight, eps, inplace, keys):
+    def vmap(info, in_dims, x3, t3, weight, eps, allowed_only, inplace, ruled_out_inf, keys):
         _refuse_batched(in_dims[2], inplace)
         x3, t3 = _merge_batch(info.batch_size, (x3, in_dims[0]), (t3, in_dims[1]))
-        out = SoftSoftmaxCE.apply(x3, t3, weight, eps, False, None)
-        return _split_batch(info.batch_size, out), (0, 0, 0)
+        out = SoftSoftmaxCE.apply(x3, t3, weight, eps, allowed_only, False, ruled_out_inf, None)
+        return _split_batch(info.batch_size, out), (0, 0, 0, 0)
 
     @staticmethod
-    def backward(ctx, g, _, __):
-        x3, t3, weight, coef, lse = ctx.saved_tensors
+    def backward(ctx, g, _, __, ___):
+        x3, t3, weight, coef, share, lse = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the formula
             def forward(x3):
-                return (_soft_formula(x3, t3, weight, ctx.eps),)
+                return (_soft_formula(x3, t3, weight, ctx.eps, ctx.allowed_only),)
 
-            return torch_backend._second_order(forward, x3, (g,)), None, None, None, None, None
+            return torch_backend._second_order(forward, x3, (g,)), None, None, None, None, None, None, None
         _, k, b = x3.shape
         rows = _rows_of(x3)
         out = _gradient_buffer(x3, ctx.inplace)
         _launch(
             tk.softmax_ce_backward, x3, rows, k,
             x3, *x3.stride(), lse, t3, *t3.stride(), weight if weight is not None else x3, lse,
-            lse, coef, _vector(g, rows), lse, out, *out.stride(),
+            lse, coef, share, _vector(g, rows), lse, out, *out.stride(),
             rows, k, b, float(ctx.eps), 0,
-            SPARSE=False, SMOOTH=False, WEIGHTED=weight is not None, IGNORE=False,
+            SPARSE=False, SMOOTH=ctx.eps > 0, ALLOWED_ONLY=ctx.allowed_only, WEIGHTED=weight is not None,
+            IGNORE=False,
         )
-        return (out.detach() if ctx.inplace else out), None, None, None, None, None
+        return (out.detach() if ctx.inplace else out), None, None, None, None, None, None, None
 
 
-def _soft_formula(x3, t3, weight, eps):
-    k = x3.shape[1]
-    q = t3.to(_F32) * (1.0 - eps) + eps / k
-    w = 1.0 if weight is None else weight.view(1, -1, 1)
-    return -(torch.log_softmax(x3.to(_F32), 1) * q * w).sum(1).reshape(-1)
+def _soft_formula(x3, t3, weight, eps, allowed_only):
+    """:class:`SoftSoftmaxCE` written with torch operations (second order; finite logits)."""
+    allowed = (x3 != -math.inf).to(_F32) if allowed_only else torch.ones_like(x3, dtype=_F32)
+    q = t3.to(_F32) * (1.0 - eps) + allowed * (eps / allowed.sum(1, keepdim=True).clamp(min=1.0))
+    u = q if weight is None else q * weight.view(1, -1, 1)
+    terms = torch.log_softmax(x3.to(_F32), 1) * u
+    return -torch.where(u == 0, torch.zeros_like(terms), terms).sum(1).reshape(-1)
 
 
 # -------------------------------------------------------------- elementwise losses
@@ -541,6 +549,52 @@ def _result_report(shape, names=("y_true", "y_pred")):
     return report
 
 
+def _logits_report(name, shape):
+    """NaN or ``+inf`` logits (``-inf`` rules a class out and is allowed)."""
+    with_value = math.prod(shape) < 2**31
+
+    def report(key):
+        pos, value = _decode(key, shape, with_value, False)
+        msg = (
+            f"`{name}` contains {'NaN or inf' if value is None else value} at index {pos}; logits must be finite, "
+            "or -inf for a class that is ruled out. Find where the NaN/inf first appears upstream (a division "
+            "by zero, log(0), an overflow)."
+        )
+        raise PredictionValueError(msg)
+
+    return report
+
+
+def _ruled_out_label_report(shape, axis, name="y_true", pred="y_pred"):
+    """A class index whose logit is ``-inf`` (``ruled_out_target="raise"``)."""
+    with_value = math.prod(shape) < 2**31
+
+    def report(key):
+        from ..functional._logits import RULED_OUT_HINT
+
+        pos, label = _decode(key, shape, with_value, True)
+        where = "" if label is None else str(list(pos[:axis] + (label,) + pos[axis:]))
+        msg = f"`{name}` holds class {label} at index {pos}, but `{pred}`{where} is -inf: {RULED_OUT_HINT}"
+        raise PredictionValueError(msg)
+
+    return report
+
+
+def _ruled_out_weight_report(name, pred, shape, axis):
+    """Soft-target weight on a class whose logit is ``-inf`` (``ruled_out_target="raise"``)."""
+    with_value = math.prod(shape) < 2**31
+
+    def report(key):
+        from ..functional._logits import RULED_OUT_HINT
+
+        pos, value = _decode(key, shape, with_value, False)
+        weight = "weight" if value is None else f"weight {value:g}"
+        msg = f"`{name}` puts {weight} on class {pos[axis]} at index {pos}, but `{pred}`{list(pos)} is -inf: {RULED_OUT_HINT}"
+        raise PredictionValueError(msg)
+
+    return report
+
+
 def _rows_report(name, axis, shape):
     """The warning of :func:`probloss._checks.warn_unnormalized`, from a key."""
     with_value = math.prod(shape) < 2**31
@@ -576,10 +630,14 @@ def _submit(record, reports, result):
 # Each has the signature (xp, y_true, y_pred, axis, options) and runs its value checks
 # (deferred); the class axis is any axis.
 
-_CROSS_ENTROPY = frozenset({"from_logits", "label_smoothing", "epsilon", "ignore_class"})
-# Sparse: ignore_class is applied by the caller (labels mapped to a valid class, losses
-# zeroed); label smoothing of integer labels is not implemented by the kernels.
-_SPARSE = frozenset({"from_logits", "epsilon", "ignore_class"})
+# The option fields each kernel implements.  ignore_class is applied by the callers
+# (labels mapped to a valid class, losses zeroed) for every backend; ruled_out_target only
+# changes which results are errors.  Label smoothing of integer labels, class weights and
+# pos_weight are not implemented by the kernels (see _fits).
+_SPARSE = frozenset({"from_logits", "epsilon", "ignore_class", "ruled_out_target"})
+_CATEGORICAL = frozenset({"from_logits", "label_smoothing", "epsilon", "ignore_class", "ruled_out_target"})
+_BINARY = _CATEGORICAL
+_EPSILON_ONLY = frozenset({"epsilon"})
 _MISSING = object()
 
 
@@ -618,6 +676,10 @@ def _per_sample(loss, x, axis):
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
+def _ruled_out_inf(o) -> bool:
+    return getattr(o, "ruled_out_target", "raise") == "inf"
+
+
 @torch.compiler.disable
 def sparse(xp, labels, x, axis, o):
     """Sparse categorical cross-entropy (Keras), from logits or probabilities.
@@ -649,9 +711,15 @@ def _sparse(labels, x, axis, o):
     y = labels.reshape(-1).contiguous()
     shape = tuple(labels.shape)
     if o.from_logits:
-        record = _begin("sparse_categorical_crossentropy", 2, labels, x)
-        loss = SparseSoftmaxCE.apply(x3, y, None, False, None, False, _keys(record))[0]
-        reports = [_labels_report(shape, k), _result_report(shape)]
+        inf = _ruled_out_inf(o)
+        record = _begin("sparse_categorical_crossentropy", 4, labels, x)
+        loss = SparseSoftmaxCE.apply(x3, y, None, False, None, False, inf, _keys(record))[0]
+        reports = [
+            _labels_report(shape, k),
+            _logits_report("y_pred", tuple(x.shape)),
+            _clean if inf else _ruled_out_label_report(shape, axis),
+            _result_report(shape, ("y_pred",)),
+        ]
     else:
         record = _begin("sparse_categorical_crossentropy", 4, labels, x)
         spec = (True, False, False, o.epsilon, 1.0 - o.epsilon, 0.0, 0.0, 0.0)
@@ -659,7 +727,7 @@ def _sparse(labels, x, axis, o):
         reports = [
             _labels_report(shape, k),
             _range_report("y_pred", tuple(x.shape), 0.0, 1.0, C.LOGITS_HINT),
-            _result_report(shape),
+            _result_report(shape, ("y_pred",)),
             _rows_report("y_pred", axis, shape),
         ]
     return _per_sample(loss, x, axis), record, reports
@@ -669,10 +737,11 @@ def _sparse(labels, x, axis, o):
 def categorical(xp, t, x, axis, o, name="y_true"):
     """Categorical cross-entropy (Keras), from logits or probabilities, soft or one-hot targets.
 
+    From logits, label smoothing spreads over the classes whose logit is not ``-inf``.
     To the torch column: float64, targets that need a gradient (the kernels give none),
     and options the kernels do not implement (see :func:`_fits`).
     """
-    if not (_fits(o, _CROSS_ENTROPY) and _kernel_input(x) and _dense_targets_fit(t, x)):
+    if not (_fits(o, _CATEGORICAL) and _kernel_input(x) and _dense_targets_fit(t, x)):
         return torch_backend.categorical(xp, t, x, axis, o, name)
     x3, t3 = _rows3(x, axis), _rows3(t, axis)
     pred = "logits" if name == "labels" else "y_pred"
@@ -680,9 +749,15 @@ def categorical(xp, t, x, axis, o, name="y_true"):
     shape = tuple(x.shape[:axis] + x.shape[axis + 1 :])
     labels = _range_report(name, tuple(t.shape), 0.0, None, "labels are probabilities and cannot be negative.")
     if o.from_logits:
-        record = _begin(loss_name, 2, t, x)
-        loss = SoftSoftmaxCE.apply(x3, t3, None, o.label_smoothing, False, _keys(record))[0]
-        reports = [labels, _result_report(shape, (name, pred))]
+        inf = _ruled_out_inf(o)
+        record = _begin(loss_name, 4, t, x)
+        loss = SoftSoftmaxCE.apply(x3, t3, None, o.label_smoothing, True, False, inf, _keys(record))[0]
+        reports = [
+            labels,
+            _logits_report(pred, tuple(x.shape)),
+            _clean if inf else _ruled_out_weight_report(name, pred, tuple(x.shape), axis),
+            _result_report(shape, (name, pred)),
+        ]
     else:
         record = _begin(loss_name, 4, t, x)
         spec = (False, False, False, o.epsilon, 1.0 - o.epsilon, o.label_smoothing, 0.0, 0.0)
@@ -730,7 +805,7 @@ def binary(xp, t, p, axis, o):
     To the torch column: float64, targets that need a gradient, and options the kernels
     do not implement (see :func:`_fits`).
     """
-    if not (_fits(o, _CROSS_ENTROPY) and _kernel_input(p) and _dense_targets_fit(t, p)):
+    if not (_fits(o, _BINARY) and _kernel_input(p) and _dense_targets_fit(t, p)):
         return torch_backend.binary(xp, t, p, axis, o)
     kind = tk.BCE_LOGITS if o.from_logits else tk.BCE
     spec = (kind, o.from_logits, False, True, o.epsilon, 1.0 - o.epsilon, o.label_smoothing, 0.0, 0.0)
@@ -743,7 +818,7 @@ def kl_divergence(xp, t, p, axis, o):
     """Keras's KL divergence, summed over ``axis``.  To the torch column: as :func:`binary`."""
     from ..functional.divergence import KL_HINT
 
-    if not (_fits(o, ("epsilon",)) and _kernel_input(p) and _dense_targets_fit(t, p)):
+    if not (_fits(o, _EPSILON_ONLY) and _kernel_input(p) and _dense_targets_fit(t, p)):
         return torch_backend.kl_divergence(xp, t, p, axis, o)
     spec = (tk.KL, False, False, False, o.epsilon, 1.0, 0.0, 0.0, 0.0)
     return _elementwise("kl_divergence", t, p, axis, spec, ((*_UNIT, KL_HINT), (*_UNIT, KL_HINT)))
@@ -754,7 +829,7 @@ def poisson(xp, t, p, axis, o):
     """Keras's Poisson loss, mean over ``axis``.  To the torch column: as :func:`binary`."""
     from ..functional.poisson import COUNTS_HINT, RATES_HINT
 
-    if not (_fits(o, ("epsilon",)) and _kernel_input(p) and _dense_targets_fit(t, p)):
+    if not (_fits(o, _EPSILON_ONLY) and _kernel_input(p) and _dense_targets_fit(t, p)):
         return torch_backend.poisson(xp, t, p, axis, o)
     spec = (tk.POISSON, False, False, True, o.epsilon, 1.0, 0.0, 0.0, 0.0)
     return _elementwise("poisson", t, p, axis, spec, ((0.0, None, COUNTS_HINT), (0.0, None, RATES_HINT)))
@@ -764,32 +839,36 @@ def poisson(xp, t, p, axis, o):
 
 
 @torch.compiler.disable
-def cross_entropy_indices(x3, y, weight, smooth, inplace, ignore_index, on_bad_label):
+def cross_entropy_indices(x3, y, weight, smooth, inplace, ignore_index, on_bad_label, shape):
     """``(nll, smoothing or None)`` of :func:`probloss.torch.cross_entropy`'s class-index
     targets: ``x3`` ``(N, C)`` or ``(N, C, B)``, ``y`` the raw int64 targets ``(N[, B])``
     (indices equal to ``ignore_index`` are valid and use class 0: the caller zeroes them).
 
     The indices are checked in the kernel (deferred); a bad one is reported through
-    ``on_bad_label(value, position)``, which raises the drop-in's own error.
+    ``on_bad_label(value, position)``, which raises the drop-in's own error, with its
+    position in ``shape`` (the caller's target's shape).
     """
     x3 = x3 if x3.ndim == 3 else x3.unsqueeze(2)
-    shape = tuple(y.shape)
-    record = _begin("cross_entropy", 1, y, x3, standalone=True)
-    out = SparseSoftmaxCE.apply(x3, y.reshape(-1).contiguous(), _float_weights(weight, x3.device), smooth, ignore_index, inplace, _keys(record))
-    with_value = y.numel() < 2**31
+    record = _begin("cross_entropy", 4, y, x3, standalone=True)
+    y_flat = y.reshape(-1).contiguous()
+    # torch's semantics: a -inf logit is just a number (no class is "ruled out") and the
+    # drop-in checks the indices only, as F.cross_entropy does
+    out = SparseSoftmaxCE.apply(x3, y_flat, _float_weights(weight, x3.device), smooth, ignore_index, inplace, True, _keys(record))
+    with_value = x3.numel() < 2**31
 
     def report(key):
         pos, value = _decode(key, shape, with_value, True)
         on_bad_label(value, pos)
 
-    _submit(record, [report], None)
-    return out[0], (out[1] if smooth else None)
+    _submit(record, [report, _clean, _clean, _clean], None)
+    return out[0].reshape(y.shape), (out[1].reshape(y.shape) if smooth else None)
 
 
 @torch.compiler.disable
 def cross_entropy_probabilities(x3, t3, weight, eps, inplace):
     """The per-row loss of :func:`probloss.torch.cross_entropy`'s probability targets
     (torch checks nothing there, nor does this)."""
+    rows = x3.shape[:1] + x3.shape[2:]
     if x3.ndim == 2:
         x3, t3 = x3.unsqueeze(2), t3.unsqueeze(2)
-    return SoftSoftmaxCE.apply(x3, t3, _float_weights(weight, x3.device), float(eps), inplace, None)[0]
+    return SoftSoftmaxCE.apply(x3, t3, _float_weights(weight, x3.device), float(eps), False, inplace, True, None)[0].reshape(rows)

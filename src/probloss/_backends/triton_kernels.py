@@ -150,33 +150,50 @@ def softmax_ce_forward(
     y_ptr,
     t_ptr, sta, stk, stb,
     w_ptr,
-    loss_ptr, aux_ptr, lse_ptr, key_ptr,
+    loss_ptr, aux_ptr, lse_ptr, share_ptr, key_ptr,
     R, K, B, smoothing, ignore_index,
-    SPARSE: tl.constexpr, SMOOTH: tl.constexpr, WEIGHTED: tl.constexpr, IGNORE: tl.constexpr,
+    SPARSE: tl.constexpr, SMOOTH: tl.constexpr, ALLOWED_ONLY: tl.constexpr, WEIGHTED: tl.constexpr,
+    IGNORE: tl.constexpr, RULED_OUT_INF: tl.constexpr,
     CHECK: tl.constexpr, WITH_VALUE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Per-row softmax cross-entropy from logits, in one pass over the logits.
 
     ``SPARSE``: class indices ``y``; ``loss = lse - x[y]`` and, with ``SMOOTH``,
-    ``aux = sum_c w_c (lse - x_c)`` (the smoothing term, ``w`` ones unless ``WEIGHTED``).
-    Otherwise soft targets ``t``: ``loss = sum_c v_c (lse - x_c)`` with ``v = w q`` and
-    ``q = (1 - smoothing) t + smoothing / K``, and ``aux = sum_c v_c`` (the backward's
-    scale).  ``lse`` is saved.  ``IGNORE``: indices equal to ``ignore_index`` are valid
-    (they use class 0; the caller zeroes them).
+    ``aux = sum_c w_c (lse - x_c)`` over every class (torch's smoothing term; ``w`` ones
+    unless ``WEIGHTED``).  ``IGNORE``: indices equal to ``ignore_index`` are valid (they
+    use class 0; the caller zeroes them).
 
+    Otherwise soft targets ``t``: ``loss = sum_c w_c q_c (lse - x_c)`` and ``aux = sum_c
+    w_c q_c`` (the backward's scale), with ``q = (1 - a) t + a / K_r`` (``a`` =
+    ``smoothing``, only with ``SMOOTH``) where ``K_r`` counts the classes whose logit is
+    not ``-inf`` with ``ALLOWED_ONLY`` (probloss's rule: smoothing spreads over the allowed
+    classes, and ``q`` is ``(1 - a) t`` on ruled-out ones), else all ``K`` (torch's).
+    ``share`` receives ``a / K_r`` for the backward.
+
+    A logit of ``-inf`` rules its class out: ``0 * (-inf)`` counts as 0, so a class with
+    no target weight adds nothing, and a row of ``-inf`` only with zero targets gives 0
+    (``log(sum exp)`` is taken as 0 there); target weight on such a class gives ``+inf``.
     The weighted sums are kept relative to the running max, ``acc = sum v (x - m)``,
-    and shifted when the max grows, so that ``loss = vsum log(s) - acc`` has no
-    cancellation between two large numbers.  Check slots: 0 the targets (indices in
-    range, or soft targets >= 0), 1 the loss (finite).
+    shifted when the max grows, so that ``loss = vsum log(s) - acc`` adds two numbers
+    >= 0 and nothing cancels.  ``lse`` is saved.
+
+    Check slots: 0 the targets (indices in range; soft targets finite and >= 0), 1 the
+    logits (NaN or ``+inf``), 2 target weight on a ruled-out class, 3 the loss (finite;
+    ``+inf`` allowed with ``RULED_OUT_INF``).
     """
     r, a, b, live = _rows(ROWS, R, B)
     xrow = a * sxa + b * sxb
     shift = tl.zeros((ROWS,), tl.float32)  # the running max, or 0 while it is -inf
     m = tl.full((ROWS,), float("-inf"), tl.float32)
     s = tl.zeros((ROWS,), tl.float32)  # sum exp(x - shift)
-    acc = tl.zeros((ROWS,), tl.float32)  # sum v (x - shift)
+    acc = tl.zeros((ROWS,), tl.float32)  # sum v (x - shift): targets (soft) or smoothing (sparse)
     vsum = tl.zeros((ROWS,), tl.float32)  # sum v
+    acc_a = tl.zeros((ROWS,), tl.float32)  # soft targets' smoothing: sum_allowed w (x - shift)
+    wsum_a = tl.zeros((ROWS,), tl.float32)  # sum_allowed w
+    count = tl.zeros((ROWS,), tl.float32)  # K_r
     tbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    xbest = tl.full((ROWS,), _NO_KEY, tl.int64)
+    rbest = tl.full((ROWS,), _NO_KEY, tl.int64)
     if SPARSE:
         y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
         in_range = (y >= 0) & (y < K)
@@ -192,45 +209,73 @@ def softmax_ce_forward(
         kk = k0 + tl.arange(0, BLOCK_K)
         msk = live[:, None] & (kk < K)[None, :]
         xt = tl.load(x_ptr + xrow[:, None] + kk[None, :].to(tl.int64) * sxk, mask=msk, other=float("-inf")).to(tl.float32)
+        if CHECK:
+            flat = _flat(a, b, kk, K, B)
+            xbest = _first(xbest, _key(msk & ((xt != xt) | (xt == _INF)), flat, _float_bits(xt), WITH_VALUE))
         m = tl.maximum(m, tl.max(xt, 1))
         new_shift = tl.where(m == float("-inf"), 0.0, m)
         step = shift - new_shift
         s = s * tl.exp(step) + tl.sum(tl.exp(xt - new_shift[:, None]), 1)
         centred = tl.where(msk, xt - new_shift[:, None], 0.0)
+        if WEIGHTED:
+            w = tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+        else:
+            w = 1.0
         if SPARSE:
             if SMOOTH:
-                if WEIGHTED:
-                    v = tl.where(msk, tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :], 0.0)
-                else:
-                    v = tl.where(msk, 1.0, 0.0)
+                v = tl.where(msk, w, 0.0)
                 acc = acc + step * vsum + tl.sum(v * centred, 1)
                 vsum = vsum + tl.sum(v, 1)
         else:
             tt = tl.load(t_ptr + trow[:, None] + kk[None, :].to(tl.int64) * stk, mask=msk, other=0.0).to(tl.float32)
             if CHECK:
-                tbest = _first(tbest, _key(msk & ~(tt >= 0), _flat(a, b, kk, K, B), _float_bits(tt), WITH_VALUE))
-            v = (1.0 - smoothing) * tt + smoothing / K
-            if WEIGHTED:
-                v = v * tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
-            v = tl.where(msk, v, 0.0)
-            acc = acc + step * vsum + tl.sum(v * centred, 1)
+                tbest = _first(tbest, _key(msk & ~((tt >= 0) & (tt < _INF)), flat, _float_bits(tt), WITH_VALUE))
+                rbest = _first(rbest, _key(msk & (tt > 0) & (xt == float("-inf")), flat, _float_bits(tt), WITH_VALUE))
+            v = tl.where(msk, w * tt, 0.0)
+            if SMOOTH:
+                v = v * (1.0 - smoothing)
+            # 0 * (-inf) counts as 0: a class without target weight adds nothing
+            acc = acc + step * vsum + tl.sum(tl.where(v == 0, 0.0, v * centred), 1)
             vsum = vsum + tl.sum(v, 1)
+            if SMOOTH:
+                if ALLOWED_ONLY:
+                    allowed = msk & (xt != float("-inf"))
+                else:
+                    allowed = msk
+                wa = tl.where(allowed, w, 0.0)
+                acc_a = acc_a + step * wsum_a + tl.sum(tl.where(allowed, wa * centred, 0.0), 1)
+                wsum_a = wsum_a + tl.sum(wa, 1)
+                count = count + tl.sum(allowed.to(tl.float32), 1)
         shift = new_shift
-    log_s = tl.log(s)
+    log_s = tl.log(tl.where(s == 0, 1.0, s))  # a row of -inf only: 0, so that zero targets give 0
     lse = shift + log_s
     if SPARSE:
         xy = tl.load(x_ptr + xrow + y_safe * sxk, mask=live, other=0.0).to(tl.float32)
         loss = tl.where(ok, lse - xy, float("nan"))
+        if CHECK:
+            rbest = _key(live & in_range & (xy == float("-inf")), r, _int_bits(y), WITH_VALUE)
         if SMOOTH:
             tl.store(aux_ptr + r, tl.where(ok, vsum * log_s - acc, float("nan")), mask=live)
     else:
         loss = vsum * log_s - acc
-        tl.store(aux_ptr + r, vsum, mask=live)
+        coef = vsum
+        if SMOOTH:
+            share = smoothing / tl.maximum(count, 1.0)
+            loss = loss + share * (wsum_a * log_s - acc_a)
+            coef = coef + share * wsum_a
+            tl.store(share_ptr + r, share, mask=live)
+        tl.store(aux_ptr + r, coef, mask=live)
     tl.store(loss_ptr + r, loss, mask=live)
     tl.store(lse_ptr + r, lse, mask=live)
     if CHECK:
         _store_key(key_ptr, 0, tbest)
-        _store_key(key_ptr, 1, _key(live & ~(tl.abs(loss) < _INF), r, _float_bits(loss), WITH_VALUE))
+        _store_key(key_ptr, 1, xbest)
+        _store_key(key_ptr, 2, rbest)
+        if RULED_OUT_INF:
+            bad = (loss != loss) | (loss == -_INF)
+        else:
+            bad = ~(tl.abs(loss) < _INF)
+        _store_key(key_ptr, 3, _key(live & bad, r, _float_bits(loss), WITH_VALUE))
 
 
 @triton.jit
@@ -239,18 +284,18 @@ def softmax_ce_backward(
     y_ptr,
     t_ptr, sta, stk, stb,
     w_ptr, wsum_ptr,
-    lse_ptr, aux_ptr, g1_ptr, g2_ptr,
+    lse_ptr, aux_ptr, share_ptr, g1_ptr, g2_ptr,
     out_ptr, soa, sok, sob,
     R, K, B, smoothing, ignore_index,
-    SPARSE: tl.constexpr, SMOOTH: tl.constexpr, WEIGHTED: tl.constexpr, IGNORE: tl.constexpr,
-    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPARSE: tl.constexpr, SMOOTH: tl.constexpr, ALLOWED_ONLY: tl.constexpr, WEIGHTED: tl.constexpr,
+    IGNORE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """The gradient of :func:`softmax_ce_forward`'s outputs, one pass, into ``out``.
 
     ``SPARSE``: ``dx = softmax (g1 + W g2) - g1 onehot(y) - g2 w`` (``g2`` only with
-    ``SMOOTH``; ``W = sum w``).  Soft targets: ``dx = g (softmax aux - w q)``.  ``out``
-    may be the logits' own buffer: each element is read before it is written, by the
-    same program.
+    ``SMOOTH``; ``W = sum w``).  Soft targets: ``dx = g (softmax aux - w q)``.  A
+    ruled-out class (logit ``-inf``) has softmax 0.  ``out`` may be the logits' own
+    buffer: each element is read before it is written, by the same program.
     """
     r, a, b, live = _rows(ROWS, R, B)
     xrow = a * sxa + b * sxb
@@ -272,25 +317,30 @@ def softmax_ce_backward(
     else:
         trow = a * sta + b * stb
         coef = g1 * tl.load(aux_ptr + r, mask=live, other=0.0)
+        if SMOOTH:
+            share = tl.load(share_ptr + r, mask=live, other=0.0)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
         msk = live[:, None] & (kk < K)[None, :]
         xt = tl.load(x_ptr + xrow[:, None] + kk[None, :].to(tl.int64) * sxk, mask=msk, other=0.0).to(tl.float32)
         d = tl.exp(xt - lse[:, None]) * coef[:, None]
+        if WEIGHTED:
+            w = tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+        else:
+            w = 1.0
         if SPARSE:
             d = d - tl.where(kk[None, :] == y_safe[:, None], g1[:, None], 0.0)
             if SMOOTH:
-                if WEIGHTED:
-                    w = tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)
-                    d = d - g2[:, None] * w[None, :]
-                else:
-                    d = d - g2[:, None]
+                d = d - g2[:, None] * w
         else:
-            tt = tl.load(t_ptr + trow[:, None] + kk[None, :].to(tl.int64) * stk, mask=msk, other=0.0).to(tl.float32)
-            q = (1.0 - smoothing) * tt + smoothing / K
-            if WEIGHTED:
-                q = q * tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
-            d = d - g1[:, None] * q
+            q = tl.load(t_ptr + trow[:, None] + kk[None, :].to(tl.int64) * stk, mask=msk, other=0.0).to(tl.float32)
+            if SMOOTH:
+                q = (1.0 - smoothing) * q
+                if ALLOWED_ONLY:
+                    q = q + tl.where(xt != float("-inf"), share[:, None], 0.0)
+                else:
+                    q = q + share[:, None]
+            d = d - g1[:, None] * w * q
         tl.store(out_ptr + orow[:, None] + kk[None, :].to(tl.int64) * sok, d.to(out_ptr.dtype.element_ty), mask=msk)
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .. import _dispatch
 from .._backends.torch import SMALL_ELEMENTS, soft_target_ce, sparse_ce
 from .._checks import value_checks_enabled
 from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
@@ -148,17 +149,28 @@ def cross_entropy(
 
 
 def _chunked(input, target, weight, ignore_index, reduction, label_smoothing, inplace_backward, chunk_size):
-    """The validated call of the chunked kernels (big or CUDA inputs)."""
+    """The validated call of the chunked kernels (big inputs), or of the Triton kernels
+    (CUDA inputs, when Triton imports: ``chunk_size`` does not apply there)."""
+    cuda = _dispatch.cuda_module(input)
+    check = value_checks_enabled() and not torch.compiler.is_compiling()
+    # With the Triton kernels the indices are checked in the kernel and read later,
+    # without a device synchronisation (probloss.torch.check_pending).
     x3, y, weight, eps, squeeze, expected = _validate(
-        input, target, weight, ignore_index, reduction, label_smoothing, check_values=value_checks_enabled() and not torch.compiler.is_compiling()
+        input, target, weight, ignore_index, reduction, label_smoothing, check_values=check and cuda is None
     )
     if y is None:
-        return _probability_targets(x3, input, target, weight, reduction, eps, inplace_backward, chunk_size, squeeze)
+        return _probability_targets(x3, input, target, weight, reduction, eps, inplace_backward, chunk_size, squeeze, cuda)
     num_classes = x3.shape[1]
     valid = y != ignore_index
     y_safe = torch.where(valid, y, torch.zeros_like(y))
-    out = sparse_ce(x3, y_safe, weight, eps > 0, inplace_backward, chunk_size)
-    nll, smoothing = out if eps > 0 else (out, None)
+    if cuda is not None:
+        y_safe = y_safe.clamp(0, num_classes - 1)  # (an index out of range gives NaN, and an error later)
+        nll, smoothing = cuda.cross_entropy_indices(
+            x3, y, weight, eps > 0, inplace_backward, ignore_index, _label_error(num_classes, ignore_index), tuple(target.shape)
+        )
+    else:
+        out = sparse_ce(x3, y_safe, weight, eps > 0, inplace_backward, chunk_size)
+        nll, smoothing = out if eps > 0 else (out, None)
     stat = nll.dtype
     wy = valid.to(stat) if weight is None else torch.where(valid, weight.to(stat)[y_safe], torch.zeros((), dtype=stat, device=x3.device))
     loss = nll * (wy * (1.0 - eps)) if eps else nll * wy
@@ -256,9 +268,25 @@ def _validate(input, target, weight, ignore_index, reduction, label_smoothing, *
     return x3, y, weight, eps, squeeze, expected
 
 
-def _probability_targets(x3, input, target, weight, reduction, eps, inplace, chunk, squeeze):
+def _label_error(num_classes, ignore_index):
+    """How a class index out of range found by the Triton kernels is reported."""
+
+    def raise_it(value, pos):
+        msg = (
+            f"cross_entropy: `target` holds class index {value} at index {pos}, but `input` has {num_classes} classes "
+            f"(axis 1), so indices must be in [0, {num_classes - 1}] or equal `ignore_index`={ignore_index}."
+        )
+        raise CrossEntropyLabelError(msg)
+
+    return raise_it
+
+
+def _probability_targets(x3, input, target, weight, reduction, eps, inplace, chunk, squeeze, cuda=None):
     t3 = target.reshape(x3.shape)
-    loss = soft_target_ce(x3, t3, weight, eps, inplace, chunk)
+    if cuda is not None:
+        loss = cuda.cross_entropy_probabilities(x3, t3, weight, eps, inplace)
+    else:
+        loss = soft_target_ce(x3, t3, weight, eps, inplace, chunk)
     if reduction == "none":
         shape = (input.shape[0],) + tuple(input.shape[2:]) if not squeeze else ()
         return loss.reshape(shape).to(input.dtype)
