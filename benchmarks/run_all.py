@@ -30,6 +30,7 @@ SUITES = [
     ("overhead", "bench_overhead.py", 0.08, []),
     ("train_step", "bench_train_step.py", 0.12, []),
     ("jit_checks", "bench_jit_checks.py", 0.18, []),
+    ("compile_checks", "bench_compile_checks.py", 0.22, []),
     ("torch", "bench_torch.py", 0.55, []),
     ("jax", "bench_jax.py", 0.78, []),
     ("numpy", "bench_numpy.py", 0.97, []),

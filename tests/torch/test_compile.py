@@ -101,15 +101,18 @@ def test_each_mistake_raises_our_error_from_the_compiled_graph(case):
         compiled(LOGITS)
 
 
-def test_switched_off_when_traced_with_checks_off():
+def test_the_switch_is_followed_by_the_compiled_function():
+    # torch.compile guards on the switch: a call with the checks off runs a graph without them
     def fn(x):
         return pl.categorical_crossentropy(F.one_hot(LABELS, 3).float(), x)
 
-    torch._dynamo.reset()
+    compiled = _compiled(fn)
     with pl.set_value_checks(False):
-        out = torch.compile(fn, backend="aot_eager", fullgraph=True)(LOGITS)
+        out = compiled(LOGITS)
     # Keras renormalises the rows, then clips to [1e-7, 1 - 1e-7]: row 0 is [2, -1, 0.5] / 1.5
     assert float(out[0]) == pytest.approx(-np.log(np.clip(2.0 / 1.5, 1e-7, 1 - 1e-7)), abs=2e-7)
+    with pytest.raises(pl.PredictionValueError, match="from_logits=True"):
+        compiled(LOGITS)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, importing its compiler
