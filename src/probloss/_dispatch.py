@@ -68,6 +68,15 @@ TABLE: dict[str, dict[str, str]] = {
         "torch": _B + "torch:sparse_mean",
         "cuda": _B + "triton:sparse_mean",
     },
+    # the focal losses' options are a FocalOptions (functional/focal.py)
+    "binary_focal": {
+        "generic": _G + "focal:binary_focal_generic",
+        "cuda": _B + "triton:binary_focal",
+    },
+    "categorical_focal": {
+        "generic": _G + "focal:categorical_focal_generic",
+        "cuda": _B + "triton:categorical_focal",
+    },
     "kl_divergence": {
         "generic": _G + "divergence:kl_generic",
         "numpy": _B + "numpy:kl_divergence",

@@ -67,7 +67,9 @@ __all__ = [
     "SoftSoftmaxCE",
     "SparseSoftmaxCE",
     "binary",
+    "binary_focal",
     "categorical",
+    "categorical_focal",
     "cross_entropy_indices",
     "cross_entropy_probabilities",
     "kl_divergence",
@@ -833,6 +835,65 @@ def poisson(xp, t, p, axis, o):
         return torch_backend.poisson(xp, t, p, axis, o)
     spec = (tk.POISSON, False, False, True, o.epsilon, 1.0, 0.0, 0.0, 0.0)
     return _elementwise("poisson", t, p, axis, spec, ((0.0, None, COUNTS_HINT), (0.0, None, RATES_HINT)))
+
+
+_FOCAL = frozenset({"from_logits", "label_smoothing", "epsilon", "alpha", "gamma", "apply_class_balancing"})
+
+
+@torch.compiler.disable
+def binary_focal(xp, t, p, axis, o):
+    """Binary focal cross-entropy (Keras), from probabilities or logits, mean over ``axis``.
+
+    There is no torch column for the focal losses: float64, targets that need a gradient
+    and unknown options take the generic formula.
+    """
+    from ..functional.focal import binary_focal_generic
+
+    if not (_fits(o, _FOCAL) and _kernel_input(p) and _dense_targets_fit(t, p)):
+        return binary_focal_generic(xp, t, p, axis, o)
+    spec = (tk.BINARY_FOCAL, o.from_logits, o.apply_class_balancing, True, o.epsilon, 1.0 - o.epsilon, o.label_smoothing, o.alpha, o.gamma)
+    hints = ((*_UNIT, C.BINARY_TARGETS_HINT), None if o.from_logits else (*_UNIT, C.LOGITS_HINT))
+    return _elementwise("binary_focal_crossentropy", t, p, axis, spec, hints)
+
+
+@torch.compiler.disable
+def categorical_focal(xp, t, p, axis, o):
+    """Categorical focal cross-entropy (Keras), from probabilities or logits (their softmax),
+    a scalar or per-class ``alpha``.  Unsupported cases take the generic formula (as
+    :func:`binary_focal`)."""
+    from ..functional.focal import categorical_focal_generic
+
+    if not (_fits(o, _FOCAL) and _kernel_input(p) and _dense_targets_fit(t, p)):
+        return categorical_focal_generic(xp, t, p, axis, o)
+    per_class = isinstance(o.alpha, tuple)
+    alpha_vec = _alpha_tensor(o.alpha, p.device) if per_class else None
+    spec = (False, True, o.from_logits, o.epsilon, 1.0 - o.epsilon, o.label_smoothing, 0.0 if per_class else o.alpha, o.gamma)
+    shape = tuple(p.shape[:axis] + p.shape[axis + 1 :])
+    record = _begin("categorical_focal_crossentropy", 4, t, p)
+    loss = NormalizedLoss.apply(_rows3(p, axis), _rows3(t, axis), alpha_vec, spec, _keys(record))[0]
+    reports = [
+        _range_report("y_true", tuple(t.shape), 0.0, None, "labels are probabilities and cannot be negative."),
+        _range_report("y_pred", tuple(p.shape), 0.0, 1.0, C.LOGITS_HINT),
+        _result_report(shape),
+        _rows_report("y_pred", axis, shape),
+    ]
+    out = _per_sample(loss, p, axis)
+    _submit(record, reports, out)
+    return out
+
+
+_ALPHAS: dict = {}
+
+
+def _alpha_tensor(alpha: tuple, device) -> torch.Tensor:
+    """A per-class alpha as a float32 tensor on ``device``, copied there once (a small cache of facts)."""
+    key = (alpha, device)
+    tensor = _ALPHAS.get(key)
+    if tensor is None:
+        if len(_ALPHAS) > 64:
+            _ALPHAS.clear()
+        tensor = _ALPHAS[key] = torch.tensor(alpha, dtype=_F32, device=device)
+    return tensor
 
 
 # -------------------------------------------------------- the F.cross_entropy drop-in

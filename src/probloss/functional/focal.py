@@ -10,15 +10,30 @@ means a saturated logit costs at most ``-log(epsilon)`` here, unlike in
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 from .. import _checks as C
 from .._compat import as_array
+from .._dispatch import implementation
 from .._errors import ArgumentError
 from .._ops import sigmoid, softmax
 from . import crossentropy as ce
 from ._common import EPSILON, finish
 
-__all__ = ["binary_focal_crossentropy", "categorical_focal_crossentropy"]
+__all__ = ["FocalOptions", "binary_focal_crossentropy", "categorical_focal_crossentropy"]
+
+
+class FocalOptions(NamedTuple):
+    """The focal losses' options, validated once: the ``options`` of their dispatch entries
+    (``"binary_focal"``, ``"categorical_focal"``).  ``alpha`` is a number, or a tuple of one
+    weight per class (categorical only)."""
+
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    epsilon: float = EPSILON
+    alpha: float | tuple[float, ...] = 0.25
+    gamma: float = 2.0
+    apply_class_balancing: bool = False
 
 
 def binary_focal_crossentropy(
@@ -72,8 +87,16 @@ def binary_focal_crossentropy(
     alpha = C.check_float_in("alpha", alpha, 0.0, 1.0)
     gamma = C.check_nonnegative("gamma", gamma)
     o = ce.options(from_logits, label_smoothing, epsilon)
+    o = FocalOptions(o.from_logits, o.label_smoothing, o.epsilon, alpha, gamma, apply_class_balancing)
     xp, t, p, out_dtype, axis = ce.prepare_binary(y_true, y_pred, axis, "binary_focal_crossentropy")
+    values = implementation("binary_focal", xp)(xp, t, p, axis, o)
+    return finish(xp, values, out_dtype, y_true=t, y_pred=p)
+
+
+def binary_focal_generic(xp, t, p, axis, o: FocalOptions):
+    """``mean(w (1 - p_t)^gamma bce(t, p), axis)`` (see :func:`binary_focal_crossentropy`)."""
     ce.check_binary(xp, t, p, o)
+    alpha, gamma, from_logits, apply_class_balancing = o.alpha, o.gamma, o.from_logits, o.apply_class_balancing
     t = ce.smooth_binary(t, o.label_smoothing)
     if from_logits:
         p = sigmoid(p, xp)
@@ -82,7 +105,7 @@ def binary_focal_crossentropy(
     focal = _power(1.0 - p_t, gamma, xp) * bce
     if apply_class_balancing:
         focal = (t * alpha + (1.0 - t) * (1.0 - alpha)) * focal
-    return finish(xp, xp.mean(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
+    return xp.mean(focal, axis=axis)
 
 
 def _power(base, gamma: float, xp):
@@ -161,6 +184,29 @@ def categorical_focal_crossentropy(
     gamma = C.check_nonnegative("gamma", gamma)
     o = ce.options(from_logits, label_smoothing, epsilon)
     xp, t, p, out_dtype, axis = ce.prepare_categorical(y_true, y_pred, axis, "categorical_focal_crossentropy")
+    o = FocalOptions(o.from_logits, o.label_smoothing, o.epsilon, _alpha_option(alpha, p.shape[axis]), gamma)
+    values = implementation("categorical_focal", xp)(xp, t, p, axis, o)
+    return finish(xp, values, out_dtype, y_true=t, y_pred=p)
+
+
+def _alpha_option(alpha, num_classes: int):
+    """A number in [0, 1], or a tuple of one weight per class (from a list or a 1-D array)."""
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+        return C.check_float_in("alpha", alpha, 0.0, 1.0)
+    items = alpha.tolist() if hasattr(alpha, "tolist") else alpha
+    if not isinstance(items, (list, tuple)) or not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in items):
+        shape = tuple(getattr(alpha, "shape", ()))
+        msg = f"`alpha` must be a number or a list of one weight per class ({num_classes}); got {f'shape {shape}' if shape else repr(alpha)[:60]}."
+        raise ArgumentError(msg)
+    if len(items) != num_classes:
+        msg = f"`alpha` must be a number or a list of one weight per class ({num_classes}); got shape ({len(items)},)."
+        raise ArgumentError(msg)
+    return tuple(float(a) for a in items)
+
+
+def categorical_focal_generic(xp, t, p, axis, o: FocalOptions):
+    """``sum(alpha (1 - q)^gamma (-t log q), axis)`` (see :func:`categorical_focal_crossentropy`)."""
+    alpha, gamma, from_logits = o.alpha, o.gamma, o.from_logits
     if C.eager(t):
         ce.check_soft_labels(xp, t)
     t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
@@ -169,6 +215,6 @@ def categorical_focal_crossentropy(
         p = softmax(p, xp, axis=axis)
     q = ce.normalized_clipped(xp, p, axis, o.epsilon, check=not from_logits)
     focal = a * (1.0 - q) ** gamma * (-t * xp.log(q))
-    return finish(xp, xp.sum(focal, axis=axis), out_dtype, y_true=t, y_pred=p)
+    return xp.sum(focal, axis=axis)
 
 
