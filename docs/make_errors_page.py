@@ -75,11 +75,12 @@ was received and what was expected, and how to fix it.
 | `ProblossTypeError` | strings, objects, mixed array libraries, integer predictions |
 | `ProblossWarning` (a warning) | valid but suspicious input, e.g. probability rows not summing to 1 |
 
-Value checks (label ranges, probability ranges, NaN) look at the numbers, so they run in
-eager mode only: they are skipped while `jax.jit` traces, `torch.compile` compiles or
-`torch.func.vmap` batches, and `probloss.set_value_checks(False)` (also a context
-manager) turns them off for the calling thread. Shape, dtype and argument checks always
-run.
+Value checks (label ranges, probability ranges, NaN) look at the numbers. They run
+eagerly; inside `jax.jit`, `jax.grad` and `jax.vmap`, and under `torch.compile`, they
+become part of the compiled program and raise when it runs (under `jax.jit` as a
+`JaxRuntimeError` whose message ends with ours); they are skipped under `torch.func.vmap`.
+`probloss.set_value_checks(False)` (also a context manager) turns them off for the
+calling thread. Shape, dtype and argument checks always run.
 
 The value checks are built to cost next to nothing where the loss reads the inputs anyway:
 
