@@ -327,7 +327,7 @@ def test_value_checks_run_when_a_jitted_program_runs():
         jax.jit(lambda y, p: pl.sparse_categorical_crossentropy(y, p))(jnp.asarray(ONEHOT), jnp.asarray(P))
 
 
-def test_value_checks_are_skipped_under_torch_compile():
+def test_clean_input_under_torch_compile_matches_eager():  # (the checks there: tests/torch/test_compile.py)
     torch = pytest.importorskip("torch")
     torch._dynamo.reset()
     f = torch.compile(lambda y, p: pl.sparse_categorical_crossentropy(y, p, from_logits=True), backend="eager", fullgraph=False)
