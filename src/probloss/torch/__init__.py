@@ -16,11 +16,15 @@ Importing this module imports torch; ``import probloss`` never does.
   weights); :func:`linear_log_probs_and_entropy`: per-token log-probabilities and
   entropies from the same fused pass (``docs/linear.md``).
 
+* :func:`check_pending`: on CUDA the value checks of a loss are read later, without
+  stopping the device; this waits for them and raises the first error.
+
 The Keras-style functions (``probloss.sparse_categorical_crossentropy`` and
 ``probloss.categorical_crossentropy`` with ``from_logits=True``) use the same kernels
 for torch tensors.
 """
 
+from .._deferred import check_pending
 from ._cross_entropy import cross_entropy
 from ._ctc import CTCLoss
 from ._linear import LinearCrossEntropy, LogProbsEntropy, linear_cross_entropy, linear_log_probs_and_entropy
@@ -32,6 +36,7 @@ __all__ = [
     "LinearCrossEntropy",
     "LogProbsEntropy",
     "LossModule",
+    "check_pending",
     "cross_entropy",
     "linear_cross_entropy",
     "linear_log_probs_and_entropy",
