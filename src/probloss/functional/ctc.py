@@ -577,6 +577,7 @@ def _full(xp, like, shape, value):
 
 
 def _finish(xp, values, out_dtype):
+    values = C.attach_checks(values)
     return values if values.dtype == out_dtype else xp.astype(values, out_dtype)
 
 
