@@ -16,6 +16,12 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Without an NVIDIA GPU the Triton kernels of the CUDA backend run on CPU tensors in Triton's
+# interpreter (tests/backends/test_triton.py).  Triton reads this when it is imported (torch
+# imports it with torch._dynamo) and when a kernel runs, so it is set for the whole session;
+# nothing else in the suite runs Triton kernels.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 _REQUIRED = {b for b in os.environ.get("PROBLOSS_TEST_BACKENDS", "").split(",") if b}
 

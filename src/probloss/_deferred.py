@@ -288,6 +288,7 @@ def check_pending():
 
 
 def clear():
-    """Forget this thread's pending checks (for tests)."""
+    """Forget this thread's pending checks and restart its call numbers (for tests)."""
     _pending().clear()
-    _local.checked = None
+    _local.checked = _local.current = None
+    _local.calls = 0

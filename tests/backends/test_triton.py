@@ -4,10 +4,10 @@ of those formulas) and with probloss's generic path (``generic_only()``), in val
 gradient, for every loss and option, on odd sizes, any class axis and half precision; its
 value checks are deferred and name the call.
 
-Without a GPU the kernels run on CPU tensors in Triton's interpreter: this module sets
-``TRITON_INTERPRET=1`` before Triton is imported (the interpreter reads it at import and
-at run time, so it stays set; nothing else in the test suite runs Triton kernels), and
-``_dispatch.triton_on_cpu()`` sends CPU tensors to the ``cuda`` column.  On a machine with
+Without a GPU the kernels run on CPU tensors in Triton's interpreter: ``tests/conftest.py``
+sets ``TRITON_INTERPRET=1`` before anything imports Triton (torch does, with
+``torch._dynamo``), and ``_dispatch.triton_on_cpu()`` sends CPU tensors to the ``cuda``
+column.  On a machine with
 CUDA the same tests run on the GPU (the ``cuda`` parameters, marked ``gpu``) and the
 interpreter ones are skipped.  Sizes are small: the interpreter runs a tile as NumPy
 operations.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
 import threading
 from typing import NamedTuple
 
@@ -26,9 +25,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: the kernels then run on CPU tensors
-pytest.importorskip("triton")
+pytest.importorskip("triton")  # (conftest.py sets TRITON_INTERPRET=1 on a machine without a GPU)
 F = torch.nn.functional
 
 import array_api_compat.torch as xp  # noqa: E402
