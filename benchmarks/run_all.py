@@ -6,9 +6,12 @@ This is ``make bench``.  The suites run one after another (never two heavy bench
 once), each in its own process: torch against ``torch.nn.functional``, JAX against
 Optax, NumPy against Keras 3 and a plain formula.  Each suite gets a deadline inside the
 overall budget (default 18 minutes) and starts no new case after it; cases left out are
-listed in the results and in ``docs/benchmarks.md``.  A CUDA run
-(``bench_torch.py --device cuda``) is not part of it; its results file
-``results/torch_cuda.json``, when present, is included in the report.
+listed in the results and in ``docs/benchmarks.md``.  The CUDA suite (``bench_cuda.py``:
+the Triton kernels against ``F.cross_entropy`` and Liger-Kernel) runs last and only on a
+machine with a GPU; ``results/cuda.json``, when present, becomes the report's CUDA section
+(``benchmarks/gpu_check.sh`` runs it with the GPU tests).  The older CUDA run of the
+chunked torch kernels (``bench_torch.py --device cuda``, ``results/torch_cuda.json``) is
+also included when present.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ SUITES = [
     ("torch", "bench_torch.py", 0.55, []),
     ("jax", "bench_jax.py", 0.78, []),
     ("numpy", "bench_numpy.py", 0.97, []),
+    # the CUDA suite: exits at once without a GPU (its last results stay in the report)
+    ("cuda", "bench_cuda.py", 1.0, []),
 ]
 
 
