@@ -82,6 +82,12 @@ become part of the compiled program and raise when it runs (under `jax.jit` as a
 `probloss.set_value_checks(False)` (also a context manager) turns them off for the
 calling thread. Shape, dtype and argument checks always run.
 
+On CUDA tensors the checks never stop the device: they run there (inside the Triton
+kernels, in the same pass as the loss) and their result is read later, at the next probloss
+loss call of the thread or by `probloss.torch.check_pending()`. The error is the same, its
+message prefixed with the call it comes from (the loss, the call's number on the thread, and
+the caller's `file:line`); meanwhile a class index out of range gives a NaN loss there.
+
 The value checks are built to cost next to nothing where the loss reads the inputs anyway:
 
 - on small torch inputs, `F.cross_entropy` tests the class indices itself on the CPU;
