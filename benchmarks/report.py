@@ -389,6 +389,29 @@ def compile_checks_section(data) -> list[str]:
     return out + [""]
 
 
+def distributed_section(data) -> list[str]:
+    """The vocabulary-parallel loss on gloo processes (``bench_distributed.py``, run on its own)."""
+    if not data:
+        return []
+    out = [
+        "## Vocabulary-parallel cross-entropy (gloo processes)",
+        "",
+        "From `" + data.get("command", "python benchmarks/bench_distributed.py") + "` (not part of `make bench`: "
+        "about 8 minutes): each rank holds its slice of the classes; one step is the loss and its backward. "
+        "Bytes are the results of the collectives per rank; the peak is the largest rank's, each implementation "
+        "in its own fresh processes; see `docs/distributed.md` for the method.",
+        "",
+        "| implementation | N | s / step | forward bytes / rank | backward bytes / rank | peak / rank |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in data["cases"]:
+        peak = mib(c["peak_bytes_per_rank"]) + " MiB" if c.get("peak_bytes_per_rank") else "-"
+        out.append(f"| {c['impl']} | {c['n']} | {c['time']['median']:.2f} | {c['forward_bytes']:,} | "
+                   f"{c['backward_bytes']:,} | {peak} |")
+    out += [""] + [f"- {k}: {v:.2f}" for k, v in data.get("summary", {}).items()]
+    return out + [""]
+
+
 def render(results, meta, figure: str | None) -> str:
     out = ["# Benchmarks", ""]
     out += [
@@ -425,6 +448,7 @@ def render(results, meta, figure: str | None) -> str:
     out += overhead_section(load(Path(HERE / "results"), "overhead"))
     out += train_step_section(load(Path(HERE / "results"), "train_step"))
     out += jit_checks_section(load(Path(HERE / "results"), "jit_checks"))
+    out += distributed_section(load(Path(HERE / "results"), "distributed"))
     out += compile_checks_section(load(Path(HERE / "results"), "compile_checks"))
     if figure:
         out += ["## Overview", "", f"![probloss / peer ratios]({figure})", "",

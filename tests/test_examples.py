@@ -52,3 +52,25 @@ def test_example_matches_the_native_loss(script):
     if "evaluate" in result:  # the model saved and loaded back evaluates the same
         before, after = result["evaluate"]
         assert after == pytest.approx(before, rel=1e-6)
+
+
+def test_grad_accumulation_example_shows_the_global_normalisation():
+    pytest.importorskip("torch")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {k: v for k, v in env.items() if not k.startswith("MASTER_")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "grad_accumulation.py"), "--processes", "2", "--json"],
+            capture_output=True, text=True, timeout=180, cwd=ROOT, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("examples/grad_accumulation.py did not finish within 180 s")
+    assert proc.returncode == 0, f"exit code {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["real tokens per micro-batch"] == [23, 3, 15, 22]
+    # the reference is torch's F.cross_entropy over the whole batch (in the script)
+    for name in ("global", "global, 2 processes"):
+        assert result[name]["gradient relative error"] < 1e-5, (name, result[name])
+        assert result[name]["loss"] == pytest.approx(result["batch mean loss"], rel=1e-5)
+    for name in ("per-micro-batch mean", "per-micro-batch mean, 2 processes"):
+        assert result[name]["gradient relative error"] > 0.1, (name, result[name])

@@ -15,6 +15,10 @@ Importing this module imports torch; ``import probloss`` never does.
   tokens, never holding the ``N x V`` logits (z-loss, softcap, label smoothing, class
   weights); :func:`linear_log_probs_and_entropy`: per-token log-probabilities and
   entropies from the same fused pass (``docs/linear.md``).
+* ``probloss.torch.distributed`` (imported on its own: it is the only part of probloss
+  that uses ``torch.distributed``): the vocabulary-parallel losses, with the logits or the
+  LM head split over the ranks of a process group, and the global token count for data
+  parallelism and gradient accumulation (``docs/distributed.md``).
 
 * :func:`check_pending`: on CUDA the value checks of a loss are read later, without
   stopping the device; this waits for them and raises the first error.
