@@ -12,6 +12,12 @@ The algorithm (Keras ``Loss.__call__``, kept exactly so results match to the las
 4. ``"sum"`` returns ``sum(V)``; the means return ``sum(V) / D`` where ``D`` is the
    number of elements of ``V``, or for ``"mean_with_sample_weight"`` the sum of the
    (aligned, not broadcast) weights.  A zero divisor gives 0, not NaN.
+
+A loss with class weights (``class_weight=``) passes ``target_weight``, each position's
+``W = w[y]`` (or ``sum_c w_c y_c`` for soft labels), its values being ``W l``.  Its means
+follow torch's ``reduction="mean"`` with ``weight=``: ``sum(s W l) / sum(W)`` over the
+positions the mask keeps, ``s`` the sample weights (which, as in Keras, scale the sum
+only); ``"mean_with_sample_weight"`` divides by ``sum(s W)``.
 """
 
 from __future__ import annotations
@@ -84,8 +90,10 @@ def _broadcast_pair(s1, s2):
     return out
 
 
-def reduce_values(values, xp, *, reduction="sum_over_batch_size", sample_weight=None, mask=None):
+def reduce_values(values, xp, *, reduction="sum_over_batch_size", sample_weight=None, mask=None, target_weight=None):
     """Reduce per-sample ``values`` the way Keras 3 does (see the module docstring)."""
+    if target_weight is not None:
+        return _reduce_class_weighted(values, xp, reduction, sample_weight, mask, target_weight)
     weights = None
     if mask is not None:
         if reduction in ("sum_over_batch_size", "mean"):
@@ -116,3 +124,24 @@ def reduce_values(values, xp, *, reduction="sum_over_batch_size", sample_weight=
     if reduction == "mean_with_sample_weight" and weights is not None:
         return _safe_divide(total, xp.sum(weights), xp)
     return total / count if count else total  # an empty batch (after broadcasting) sums to 0
+
+
+def _reduce_class_weighted(values, xp, reduction, sample_weight, mask, target_weight):
+    """The reduction of class-weighted losses ``values = W l`` (see the module docstring)."""
+    den = target_weight
+    if mask is not None:
+        values = xp.where(mask, values, xp.zeros_like(values))
+        den = xp.where(mask, den, xp.zeros_like(den))
+    if sample_weight is not None:
+        values, weights = align_ranks(values, sample_weight, xp)
+        _broadcast_shape(values, weights, "after Keras's rank alignment")
+        values = values * weights
+        if reduction == "mean_with_sample_weight":
+            den, weights = align_ranks(den, sample_weight, xp)
+            den = den * weights
+    if reduction in (None, "none") or values.shape in ((), (0,)):
+        return values
+    total = xp.sum(values)
+    if reduction == "sum":
+        return total
+    return _safe_divide(total, xp.sum(den), xp)

@@ -112,10 +112,26 @@ class Loss:
         >>> [round(float(v), 4) for v in values], mask.tolist()
         ([0.0513, 0.0], [True, False])
         """
+        if self._class_weighted:
+            return self._per_sample_weighted(y_true, y_pred)[:2]
         xp = namespace(y_true, y_pred, names=("y_true", "y_pred"))
         if self._dtype is not None:
             y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), self._compute_dtype(xp))
         return self._values_and_mask(y_true, y_pred, xp)
+
+    _class_weighted = False
+    """True for a loss with ``class_weight``: its mean divides by the targets' weights."""
+
+    def _per_sample_weighted(self, y_true, y_pred):
+        """``(values, mask, target_weights)`` of a loss with ``class_weight`` (see :meth:`per_sample`)."""
+        xp = namespace(y_true, y_pred, names=("y_true", "y_pred"))
+        if self._dtype is not None:
+            y_pred = xp.astype(as_array(y_pred, xp, name="y_pred"), self._compute_dtype(xp))
+        return self._values_mask_weights(y_true, y_pred, xp)
+
+    def _values_mask_weights(self, y_true, y_pred, xp):
+        """Per-sample losses, mask and target weights; classes that take ``class_weight`` implement it."""
+        raise NotImplementedError
 
     def _compute_dtype(self, xp):
         dtype = getattr(xp, self._dtype, None)
@@ -144,17 +160,23 @@ class Loss:
     def __call__(self, y_true, y_pred, sample_weight=None):
         _refuse_keras_wrapper(self)
         xp = namespace(y_true, y_pred, sample_weight, names=("y_true", "y_pred", "sample_weight"))
-        values, mask = self.per_sample(y_true, y_pred)
+        if self._class_weighted:
+            values, mask, target_weight = self._per_sample_weighted(y_true, y_pred)
+        else:
+            (values, mask), target_weight = self.per_sample(y_true, y_pred), None
         out_dtype = values.dtype
         if is_half(out_dtype):  # reduce half-precision losses in float32
             values = xp.astype(values, xp.float32)
+            target_weight = None if target_weight is None else xp.astype(target_weight, xp.float32)
         if sample_weight is not None:
             sample_weight = xp.astype(as_array(sample_weight, xp, like=values, name="sample_weight"), values.dtype)
             _check_weight_is_unambiguous(sample_weight, values)
             if C.eager(sample_weight):
                 C.check_finite(xp, sample_weight, "sample_weight")
-        out = reduce_values(values, xp, reduction=self.reduction, sample_weight=sample_weight, mask=mask)
-        out = xp.asarray(out) if not hasattr(out, "dtype") else out
+        out = reduce_values(
+            values, xp, reduction=self.reduction, sample_weight=sample_weight, mask=mask, target_weight=target_weight
+        )
+        out = C.attach_checks(xp.asarray(out) if not hasattr(out, "dtype") else out)  # (sample_weight's test)
         return out if out.dtype == out_dtype else xp.astype(out, out_dtype)
 
     def get_config(self):
@@ -202,12 +224,25 @@ class LossFunctionWrapper(Loss):
 class BinaryCrossentropy(LossFunctionWrapper):
     """Class form of :func:`~probloss.binary_crossentropy`; see :class:`Loss` for the rest.
 
+    ``pos_weight`` (not in Keras) weights the positive term, as
+    ``tf.nn.weighted_cross_entropy_with_logits`` and
+    ``torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=)`` do:
+
+    .. math:: \\ell = \\operatorname{mean}_{axis}\\big[-q\\,t\\log p - (1-t)\\log(1-p)\\big]
+
+    with ``q`` a number, or one weight per entry of ``axis`` (per class); ``q > 1``
+    counts missed positives more (recall), ``q < 1`` false alarms.  From probabilities
+    ``p`` is clipped as in Keras; label smoothing applies to ``t`` first.  The
+    reduction is Keras's (sample weights, then the mean over samples).
+
     Examples
     --------
     >>> import numpy as np
     >>> import probloss as pl
     >>> round(float(pl.BinaryCrossentropy()([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])), 4)
     0.8149
+    >>> round(float(pl.BinaryCrossentropy(pos_weight=3.0)([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])), 4)
+    1.2731
     """
 
     def __init__(
@@ -219,8 +254,9 @@ class BinaryCrossentropy(LossFunctionWrapper):
         name="binary_crossentropy",
         dtype=None,
         epsilon=_ce.EPSILON,
+        pos_weight=None,
     ):
-        self._options = _ce.options(from_logits, label_smoothing, epsilon)
+        self._options = _ce.options(from_logits, label_smoothing, epsilon, pos_weight=pos_weight)
         super().__init__(
             _ce.binary_crossentropy,
             reduction=reduction,
@@ -234,6 +270,9 @@ class BinaryCrossentropy(LossFunctionWrapper):
 
     def _values_and_mask(self, y_true, y_pred, xp):
         return _ce.binary_values(y_true, y_pred, self._fn_kwargs["axis"], self._options), None
+
+    def get_config(self):
+        return _with_extensions(super().get_config(), pos_weight=_as_list(self._options.pos_weight))
 
 
 class BinaryFocalCrossentropy(LossFunctionWrapper):
@@ -277,12 +316,30 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
 class CategoricalCrossentropy(LossFunctionWrapper):
     """Class form of :func:`~probloss.categorical_crossentropy`; see :class:`Loss`.
 
+    ``class_weight`` (not in Keras): one weight ``w_c`` per class, with the semantics of
+    ``torch.nn.functional.cross_entropy(weight=w)``.  Each sample's loss is
+    ``-sum_c w_c q_c log p_c`` (``q`` the smoothed labels), and the mean reductions
+    divide by the targets' weights instead of the number of samples:
+
+    .. math::
+
+        \\frac{\\sum_n s_n \\ell_n}{\\sum_n W_n}, \\qquad W_n = \\sum_c w_c y_{n,c}
+
+    (``W_n = w[y_n]`` for one-hot labels, as torch with class indices; torch divides by
+    the number of samples for probability targets).  Sample weights ``s`` scale the sum
+    as in Keras; ``"mean_with_sample_weight"`` divides by ``sum_n s_n W_n``; ``"sum"`` and
+    ``"none"`` apply no divisor.  ``ruled_out_target`` as in
+    :func:`~probloss.categorical_crossentropy`.
+
     Examples
     --------
     >>> import probloss as pl
     >>> cce = pl.CategoricalCrossentropy()
     >>> round(float(cce([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 3)
     1.177
+    >>> weighted = pl.CategoricalCrossentropy(class_weight=[1.0, 1.0, 3.0])
+    >>> round(float(weighted([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 3)
+    1.74
     """
 
     def __init__(
@@ -294,8 +351,13 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         name="categorical_crossentropy",
         dtype=None,
         epsilon=_ce.EPSILON,
+        class_weight=None,
+        ruled_out_target="raise",
     ):
-        self._options = _ce.options(from_logits, label_smoothing, epsilon)
+        self._options = _ce.options(
+            from_logits, label_smoothing, epsilon, ruled_out_target=ruled_out_target, class_weight=class_weight
+        )
+        self._class_weighted = self._options.class_weight is not None
         super().__init__(
             _ce.categorical_crossentropy,
             reduction=reduction,
@@ -309,6 +371,14 @@ class CategoricalCrossentropy(LossFunctionWrapper):
 
     def _values_and_mask(self, y_true, y_pred, xp):
         return _ce.categorical_values(y_true, y_pred, self._fn_kwargs["axis"], self._options), None
+
+    def _values_mask_weights(self, y_true, y_pred, xp):
+        values, weights = _ce.categorical_values_and_weights(y_true, y_pred, self._fn_kwargs["axis"], self._options)
+        return values, None, weights
+
+    def get_config(self):
+        o = self._options
+        return _with_extensions(super().get_config(), class_weight=_as_list(o.class_weight), ruled_out_target=o.ruled_out_target)
 
 
 class CategoricalFocalCrossentropy(LossFunctionWrapper):
@@ -362,12 +432,30 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
     divides by the number of valid positions, and an all-masked batch gives 0.
     Note that, as in Keras, ``reduction`` comes before ``axis`` positionally.
 
+    Three options Keras's class does not have (keyword arguments; a config holds them
+    only when they differ from their default, so other configs stay readable by Keras):
+
+    * ``label_smoothing``: as ``torch.nn.functional.cross_entropy(label_smoothing=a)``,
+      ``(1 - a) (-log p_y) + (a / K) sum_c (-log p_c)``, without a one-hot matrix (see
+      :func:`~probloss.sparse_categorical_crossentropy`).
+    * ``class_weight``: one weight ``w_c`` per class, as ``F.cross_entropy(weight=w)``:
+      each sample's loss is scaled by ``w[y]`` (the smoothing term by each ``w_c``) and the
+      means divide by ``sum_n w[y_n]`` over the positions that count (not ``ignore_class``)
+      instead of their number.  Sample weights scale the sum only, as in Keras;
+      ``"mean_with_sample_weight"`` divides by ``sum_n s_n w[y_n]``.  Keras's
+      ``fit(class_weight=)`` differs: it multiplies the sample weights by ``w[y]`` and
+      divides by the number of samples (see docs/semantics.md).
+    * ``ruled_out_target``: as in :func:`~probloss.sparse_categorical_crossentropy`.
+
     Examples
     --------
     >>> import probloss as pl
     >>> scce = pl.SparseCategoricalCrossentropy()
     >>> round(float(scce([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 3)
     1.177
+    >>> weighted = pl.SparseCategoricalCrossentropy(class_weight=[1.0, 1.0, 3.0])
+    >>> round(float(weighted([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 3)
+    1.74
     """
 
     def __init__(
@@ -379,8 +467,14 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         name="sparse_categorical_crossentropy",
         dtype=None,
         epsilon=_ce.EPSILON,
+        label_smoothing=0.0,
+        class_weight=None,
+        ruled_out_target="raise",
     ):
-        self._options = _ce.options(from_logits, epsilon=epsilon, ignore_class=ignore_class)
+        self._options = _ce.options(
+            from_logits, label_smoothing, epsilon, ignore_class, ruled_out_target=ruled_out_target, class_weight=class_weight
+        )
+        self._class_weighted = self._options.class_weight is not None
         super().__init__(
             _ce.sparse_categorical_crossentropy,
             reduction=reduction,
@@ -393,10 +487,22 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         )
         # Without weights, a mask or a dtype, Keras's mean is the mean of every position.
         mean = self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")
-        self._plain_mean = mean and self._options.ignore_class is None and self._dtype is None
+        self._plain_mean = mean and self._options.ignore_class is None and self._dtype is None and not self._class_weighted
 
     def _values_and_mask(self, y_true, y_pred, xp):
-        return _ce.sparse_values(y_true, y_pred, self._fn_kwargs["axis"], self._options)
+        return _ce.sparse_values(y_true, y_pred, self._fn_kwargs["axis"], self._options)[:2]
+
+    def _values_mask_weights(self, y_true, y_pred, xp):
+        return _ce.sparse_values_and_weights(y_true, y_pred, self._fn_kwargs["axis"], self._options)
+
+    def get_config(self):
+        o = self._options
+        return _with_extensions(
+            super().get_config(),
+            label_smoothing=o.label_smoothing,
+            class_weight=_as_list(o.class_weight),
+            ruled_out_target=o.ruled_out_target,
+        )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is None and self._plain_mean:  # the usual training call: one fused loss
@@ -647,6 +753,22 @@ def _check_weight_is_unambiguous(sample_weight, values):
             f"or shape (1, {n}) for one per timestep."
         )
         raise ShapeError(msg)
+
+
+_EXTENSION_DEFAULTS = {"label_smoothing": 0.0, "class_weight": None, "pos_weight": None, "ruled_out_target": "raise"}
+"""Options of probloss's classes that Keras's do not have, and their defaults."""
+
+
+def _with_extensions(config, **options):
+    """``config`` with those ``options`` that differ from their default: a config of a loss
+    without them stays one that Keras's own class reads (``keras.losses.X.from_config``)."""
+    config.update({k: v for k, v in options.items() if v != _EXTENSION_DEFAULTS[k]})
+    return config
+
+
+def _as_list(weights):
+    """A tuple of weights as a JSON list (a number or ``None`` as it is)."""
+    return list(weights) if isinstance(weights, tuple) else weights
 
 
 def _check_axis_arg(axis):

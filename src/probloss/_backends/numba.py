@@ -194,6 +194,10 @@ def soft_ce_rows(t, x, check, loss, t_sum):
     differences torch's log-softmax starts from), ``s = sum_c exp(d_c)`` and
     ``T = sum_c t_c`` (also returned, in ``t_sum``: the backward needs it).  For
     ``t >= 0`` both terms are >= 0, so nothing cancels; the sums are float64.
+
+    A logit of ``-inf`` (a ruled-out class) with ``t_c = 0`` contributes 0, not
+    ``0 * -inf``; with ``t_c > 0`` the loss is ``+inf``.  A row of ``-inf`` logits only
+    takes ``max = 0`` and ``log(s) = 0``, so it gives 0 (no target weight) or ``+inf``.
     """
     xi = x.view(np.int32)
     e = np.empty(x.shape[1], np.float32)
@@ -201,14 +205,16 @@ def soft_ce_rows(t, x, check, loss, t_sum):
     t_bits = np.uint32(0)
     for i in range(t.shape[0]):
         m = _row_max(xi[i])
+        m = F32(0.0) if m == -_INF else m
         for j in range(x.shape[1]):
             d = x[i, j] - m
             e[j] = expf(d)
-            td[j] = t[i, j] * d
+            td[j] = F32(0.0) if t[i, j] == F32(0.0) else t[i, j] * d
             if check:  # (indexing t again here vectorised 7x better than a named tv)
                 t_bits = max(t_bits, _ubits(t[i, j]))
         total = _sum64(t[i])
-        loss[i] = total * np.log(_sum64(e)) - _sum64(td)
+        s = _sum64(e)
+        loss[i] = (0.0 if s == 0.0 else total * np.log(s)) - _sum64(td)
         t_sum[i] = total
     return t_bits
 

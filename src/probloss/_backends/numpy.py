@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import _checks as C
 from .._errors import ProblossWarning
+from ..functional import _logits as L
 from ..functional import crossentropy as ce
 from ..functional import divergence
 from ..functional.poisson import COUNTS_HINT, RATES_HINT, poisson_generic
@@ -98,8 +99,9 @@ def _row_loss(kind, t2, p2, eps, check, shape, *, mean):
 
 
 def binary(xp, t, p, axis, o):
-    """Binary cross-entropy: one compiled pass over big float32 arrays (checks included)."""
-    views = _rows2d(t, p, axis)
+    """Binary cross-entropy: one compiled pass over big float32 arrays (checks included);
+    with ``pos_weight``, the generic formula."""
+    views = None if o.pos_weight is not None else _rows2d(t, p, axis)
     if views is None:
         return ce.binary_generic(xp, t, p, axis, o)
     check = C.eager(t, p)
@@ -152,17 +154,28 @@ _QUIET = np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 @_QUIET
 def categorical(xp, t, p, axis, o, name="y_true"):
-    """Categorical cross-entropy: compiled for big float32 arrays, else chunked (logits)."""
+    """Categorical cross-entropy: compiled for big float32 arrays, else chunked (logits).
+
+    Label smoothing (from logits: over the classes whose logit is not -inf) and class
+    weights are folded into the targets first, ``u = w q``; the loops compute
+    ``sum_c u_c (lse - x_c)`` with ``0 * inf = 0``.
+    """
     check = C.eager(t, p)
-    if o.label_smoothing:  # smoothing can move a bad label into [0, inf): check it first
+    folded = bool(o.label_smoothing) or o.class_weight is not None
+    if folded:  # smoothing can move a bad label into [0, inf), a weight of 0 hide it: check it first
         if check:
             ce.check_soft_labels(xp, t, name)
-        t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
+        if o.from_logits:
+            t = L.smooth_allowed(np, t, p, axis, o.label_smoothing)
+        else:
+            t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
+        if o.class_weight is not None:
+            t = t * L.class_weights(np, o.class_weight, p, axis)
     views = _rows2d(t, p, axis)
     if views is None:
         if not o.from_logits:
-            return ce.categorical_generic(xp, t, p, axis, o._replace(label_smoothing=0.0), name)
-        if check and not o.label_smoothing:
+            return ce.categorical_generic(xp, t, p, axis, o._replace(label_smoothing=0.0, class_weight=None), name)
+        if check and not folded:
             ce.check_soft_labels(xp, t, name)
         return _chunked_soft(t, p, axis)
     shape = p.shape[:-1]
@@ -175,7 +188,8 @@ def categorical(xp, t, p, axis, o, name="y_true"):
         loss, sums = np.empty(p2.shape[0], np.float64), np.empty(p2.shape[0], np.float64)
         t_bits, p_bits = _numba.cat_probs_rows(t2, p2, lo, hi, check, loss, sums)
     if check:
-        _range_check(xp, t, int(t_bits), name, None, "labels are probabilities and cannot be negative.")
+        if not folded:
+            _range_check(xp, t, int(t_bits), name, None, "labels are probabilities and cannot be negative.")
         if not o.from_logits:
             _range_check(xp, p, int(p_bits), "y_pred", 1.0, C.LOGITS_HINT)
             if p.shape[axis] > 1:
@@ -198,7 +212,14 @@ def _chunked_soft(t, x, axis):
         np.subtract(lse, xc, out=buf)
         np.multiply(buf, tc, out=buf)
         out[s : s + rows] = np.sum(buf, axis=1)
+        if np.isnan(out[s : s + rows]).any():  # a -inf logit without target weight: 0 * inf counts as 0
+            out[s : s + rows] = np.sum(_masked_product(lse - xc, tc), axis=1)
     return out.reshape(shape)
+
+
+def _masked_product(nlp, t):
+    """``t * nlp`` with 0 where ``t`` is 0 (``nlp = lse - x`` is +inf for a ruled-out class)."""
+    return np.where(t == 0, np.zeros((), nlp.dtype), nlp * t)
 
 
 def _soft_few(x, t):
@@ -212,6 +233,8 @@ def _soft_few(x, t):
             np.subtract(lse, xc[:, j], out=tmp)
             tmp *= tc[:, j]
             acc += tmp
+        if np.isnan(acc).any():  # a -inf logit without target weight: 0 * inf counts as 0
+            acc = np.sum(_masked_product(lse[:, None] - xc, tc), axis=1)
         out[s : s + _FEW_ROWS] = acc
     return out
 
@@ -221,7 +244,11 @@ def _soft_few(x, t):
 
 @_QUIET
 def sparse(xp, labels, p, axis, o):
-    """Sparse cross-entropy: chunked from logits; from probabilities, compiled row sums."""
+    """Sparse cross-entropy: chunked from logits; from probabilities, compiled row sums.
+
+    Class weights and the label-smoothing term (over the classes whose logit is not
+    -inf) are added to the chunked negative log-likelihood by the generic formulas.
+    """
     num_classes = p.shape[axis]
     if C.eager(labels, p) and labels.size:
         low, high = labels.min(), labels.max()
@@ -229,8 +256,22 @@ def sparse(xp, labels, p, axis, o):
             C.check_sparse_labels(xp, labels, num_classes, None)
     if not o.from_logits:
         return _sparse_probs(xp, labels, p, axis, o)
+    nll = _sparse_nll(labels, p, axis)
+    if np.isnan(nll).any():  # a row of -inf logits only (its loss is +inf), or NaN input
+        nll = L.sparse_logits(np, labels, p, axis)
+    if o.class_weight is not None:
+        w = L.class_weights(np, o.class_weight, p)
+        nll = nll * w[labels]
+    if o.label_smoothing:
+        w = None if o.class_weight is None else L.class_weights(np, o.class_weight, p, axis)
+        nll = (1.0 - o.label_smoothing) * nll + o.label_smoothing * L.smoothing_term(np, p, axis, w)
+    return nll
+
+
+def _sparse_nll(labels, p, axis):
+    """``lse(x) - x[y]`` from logits, chunked."""
     if p.size <= _CHUNK_ELEMS:  # one chunk: the formula itself, with no loop around it
-        # (a row whose max is not finite gives NaN either way, which the result check reports)
+        # (a row whose max is not finite gives NaN, which the caller handles)
         m = p.max(axis=axis, keepdims=True)
         lse = np.log(np.exp(p - m).sum(axis=axis, keepdims=True)) + m
         target = np.take_along_axis(p, np.expand_dims(labels, axis), axis=axis)
@@ -251,8 +292,9 @@ def sparse(xp, labels, p, axis, o):
 
 
 def _sparse_probs(xp, labels, p, axis, o):
-    """Keras's ``-log(clip(p[y] / sum(p)))``; big float32 arrays get sums and checks in one pass."""
-    views = _rows2d(p, p, axis)
+    """Keras's ``-log(clip(p[y] / sum(p)))``; big float32 arrays get sums and checks in one pass
+    (with label smoothing or class weights, the generic formula)."""
+    views = None if o.label_smoothing or o.class_weight is not None else _rows2d(p, p, axis)
     if views is None:
         return ce.sparse_generic(xp, labels, p, axis, o)
     sums = np.empty(views[1].shape[0], np.float64)

@@ -39,10 +39,14 @@ Functions run eagerly (:func:`torch.compiler.disable`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .._compat import namespace
+from ..functional import _logits as L
 from ..functional import crossentropy as ce
 from ..functional import divergence
 from ..functional.ctc import LOG_ZERO, ctc_generic
@@ -154,13 +158,22 @@ def _stat(x: torch.Tensor, dtype) -> torch.Tensor:
     return torch.empty((x.shape[0],) + tuple(x.shape[2:]), dtype=dtype, device=x.device)
 
 
+SMOOTH_ALL = 1
+"""``SparseCE``'s smoothing term over every class (torch's ``label_smoothing``)."""
+SMOOTH_ALLOWED = 2
+"""``SparseCE``'s smoothing term over the classes whose logit is not ``-inf``, divided by their number."""
+
+
 class SparseCE(torch.autograd.Function):
-    """Per-position ``nll = -log_softmax(x)[y]`` and, with ``smooth``, ``-sum_c w_c log_softmax(x)_c``.
+    """Per-position ``nll = -log_softmax(x)[y]`` and, with ``smooth``, a smoothing term.
 
     Inputs: ``x`` ``(A, K[, B])`` floating; ``y`` int64 ``(A[, B])`` with every index in
     ``[0, K)`` (callers map ignored positions to a valid class and zero their loss
     outside); ``weight`` ``(K,)`` or ``None`` (ones; used by the smoothing term only);
-    ``smooth`` bool; ``inplace`` bool; ``chunk`` rows or ``None``.
+    ``smooth`` 0 / False (none), :data:`SMOOTH_ALL` / True (``-sum_c w_c log_softmax(x)_c``,
+    torch's) or :data:`SMOOTH_ALLOWED` (``-(1 / K_r) sum_{c allowed} w_c log_softmax(x)_c``
+    over the ``K_r`` classes whose logit is not ``-inf``: probloss's, for ruled-out
+    classes); ``inplace`` bool; ``chunk`` rows or ``None``.
 
     Returns ``nll`` (float32, or float64 for float64 input), and the smoothing term when
     ``smooth`` is set.  Backward, for upstream ``g1`` (of nll) and ``g2`` (of the
@@ -168,7 +181,9 @@ class SparseCE(torch.autograd.Function):
 
         dx = softmax(x) (g1 + W g2) - g1 onehot(y) - g2 w,     W = sum(w)
 
-    written into one buffer (the logits themselves when ``inplace``).
+    (with :data:`SMOOTH_ALLOWED`, ``w`` is 0 on ruled-out classes and both ``W`` and
+    ``w`` are divided by ``K_r``), written into one buffer (the logits themselves when
+    ``inplace``).
     """
 
     @staticmethod
@@ -187,7 +202,9 @@ class SparseCE(torch.autograd.Function):
             xc = x[s:e]
             logp = _apply(log_softmax_out, xc, scratch.get("logp", xc.shape[0]), scratch)
             torch.gather(logp, 1, idx[s:e], out=nll[s:e].unsqueeze(1))
-            if smooth:
+            if smooth == SMOOTH_ALLOWED:
+                smoothing[s:e].copy_(_allowed_smoothing(xc, logp, weight))
+            elif smooth:
                 if weight is None:
                     torch.sum(logp, 1, out=smoothing[s:e])
                 elif logp.ndim == 2:
@@ -195,7 +212,7 @@ class SparseCE(torch.autograd.Function):
                 else:
                     smoothing[s:e].copy_(torch.einsum("akb,k->ab", logp, weight))
         nll.neg_()
-        if smooth:
+        if smooth and smooth != SMOOTH_ALLOWED:  # (the allowed-classes term comes out negated)
             smoothing.neg_()
         return (nll, smoothing) if smooth else nll
 
@@ -223,6 +240,8 @@ class SparseCE(torch.autograd.Function):
                 nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1)
                 if not ctx.smooth:
                     return (nll,)
+                if ctx.smooth == SMOOTH_ALLOWED:
+                    return nll, _allowed_smoothing(x, logp, weight)
                 w = 1.0 if weight is None else _wview(weight, x.ndim)
                 return nll, -(logp * w).sum(1)
 
@@ -239,15 +258,36 @@ class SparseCE(torch.autograd.Function):
             w = None if weight is None else _wview(weight, x.ndim)
         neg_g1 = (-g1).unsqueeze(1)
         idx = y.unsqueeze(1)
+        allowed_only = ctx.smooth == SMOOTH_ALLOWED
 
         def finish(buf, s, e):
-            buf.mul_(coef[s:e].unsqueeze(1))
-            if g2 is not None:
-                g2c = g2[s:e].unsqueeze(1)
-                buf.sub_(g2c if w is None else g2c * w)
+            if allowed_only:  # per row: w_c allowed_c / K_r, and their sum W_r / K_r
+                wa = _allowed_weights(x[s:e], w, dt)
+                buf.mul_((g1[s:e] + g2[s:e] * wa.sum(1)).unsqueeze(1))
+                buf.sub_(wa.mul_(g2[s:e].unsqueeze(1)))
+            else:
+                buf.mul_(coef[s:e].unsqueeze(1))
+                if g2 is not None:
+                    g2c = g2[s:e].unsqueeze(1)
+                    buf.sub_(g2c if w is None else g2c * w)
             buf.scatter_add_(1, idx[s:e], neg_g1[s:e])
 
         return _grad_by_chunks(x, ctx.rows, ctx.inplace, finish), None, None, None, None, None
+
+
+def _allowed_weights(x, w, dt):
+    """``w_c / K_r`` on the classes whose logit is not ``-inf``, 0 elsewhere (``K_r`` per row, 1 if 0)."""
+    allowed = (x != -math.inf).to(dt)
+    k = allowed.sum(1, keepdim=True).clamp_(min=1.0)
+    if w is not None:
+        allowed.mul_(w)
+    return allowed.div_(k)
+
+
+def _allowed_smoothing(x, logp, weight):
+    """``-(1 / K_r) sum_{c allowed} w_c logp_c`` along dim 1 (:data:`SMOOTH_ALLOWED`)."""
+    wa = _allowed_weights(x, None if weight is None else _wview(weight, x.ndim), logp.dtype)
+    return -(torch.where(wa > 0, logp, torch.zeros((), dtype=logp.dtype, device=logp.device)) * wa).sum(1)
 
 
 def _soft_ce_chunks(x, t, weight, eps, rows, t_min):
@@ -288,6 +328,24 @@ def _soft_ce_chunks(x, t, weight, eps, rows, t_min):
     return loss, coef
 
 
+def _redo_nan_rows(x, t, weight, eps, loss):
+    """Compute again, by the generic formula, the rows where ``loss`` is NaN (a ``-inf``
+    logit met a target of 0, or the inputs hold NaN); return the mask of the rows whose
+    logits are all ``-inf`` (to get a zero gradient), or an empty tensor.
+
+    Testing for NaN reads one number per call back from the device; it happens once,
+    after the chunks, and the common case computes nothing more.
+    """
+    bad = torch.isnan(loss)
+    if not bool(bad.any()):
+        return torch.zeros(0, dtype=torch.bool, device=loss.device)
+    dt = loss.dtype
+    xr, tr = x.movedim(1, -1)[bad].to(dt), t.movedim(1, -1)[bad].to(dt)
+    q = tr * (1.0 - eps) + eps / x.shape[1] if eps else tr
+    loss[bad] = L.soft_logits(namespace(xr), q, xr, 1, 0.0, weight)
+    return bad & (x == -math.inf).all(1)
+
+
 def _grad_by_chunks(x, rows, inplace, finish):
     """``softmax(x)`` chunk by chunk, completed by ``finish(buf, s, e)``, in one buffer."""
     dt = _stat_dtype(x)
@@ -317,6 +375,11 @@ class SoftTargetCE(torch.autograd.Function):
         dx = g (softmax(x) c - (1 - eps) w t - (eps / K) w)
         dt = -g (1 - eps) w log_softmax(x)                     (only if t needs grad)
 
+    A logit of ``-inf`` (a ruled-out class) with ``q_c = 0`` contributes 0, not
+    ``0 * -inf``: the rows where the chunked product gave NaN are computed again by the
+    generic formula (:func:`probloss.functional._logits.soft_logits`), and the rows whose
+    logits are all ``-inf`` get a zero gradient.  The third output marks those rows (an
+    empty tensor when there are none).
     """
 
     @staticmethod
@@ -324,33 +387,37 @@ class SoftTargetCE(torch.autograd.Function):
         rows = chunk_rows(x, chunk)
         if weight is not None:
             weight = weight.to(device=x.device, dtype=_stat_dtype(x))
-        return _soft_ce_chunks(x, t, weight, eps, rows, t_min)  # (loss, c): c is for backward
+        loss, coef = _soft_ce_chunks(x, t, weight, eps, rows, t_min)  # c is for backward
+        return loss, coef, _redo_nan_rows(x, t, weight, eps, loss)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, t, weight, eps, inplace, chunk, _ = inputs
         if weight is not None:
             weight = weight.to(device=x.device, dtype=_stat_dtype(x))
-        ctx.mark_non_differentiable(output[1])
+        ctx.mark_non_differentiable(output[1], output[2])
         ctx.save_for_backward(x, t, output[1], weight)
         ctx.rows, ctx.inplace, ctx.eps = chunk_rows(x, chunk), inplace, eps
+        ctx.no_grad_rows = output[2] if output[2].numel() else None  # (a shape test: no device sync)
 
     @staticmethod
     def vmap(info, in_dims, x, t, weight, eps, inplace, chunk, t_min):
         _refuse_batched(in_dims[2:], inplace)
         x, t = _rows_of_batches(info.batch_size, (x, in_dims[0]), (t, in_dims[1]))
         out = SoftTargetCE.apply(x, t, weight, eps, False, chunk, t_min)
-        return _split_batches(info.batch_size, out), (0, 0)
+        return _split_batches(info.batch_size, out), (0, 0, 0)
 
     @staticmethod
-    def backward(ctx, g, _):
+    def backward(ctx, g, _, __):
         x, t, coef, weight = ctx.saved_tensors
         rows, eps = ctx.rows, ctx.eps
         if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable forward
             def forward(x, t):
                 q = t * (1.0 - eps) + eps / x.shape[1]
                 w = 1.0 if weight is None else _wview(weight, x.ndim)
-                return (-(torch.log_softmax(x.to(_stat_dtype(x)), 1) * q * w).sum(1),)
+                logp = torch.log_softmax(x.to(_stat_dtype(x)), 1)
+                logp = torch.where(q == 0, torch.zeros((), dtype=logp.dtype, device=logp.device), logp)
+                return (-(logp * q * w).sum(1),)
 
             grads = _second_order(forward, (x, t), (g,), ctx.needs_input_grad[:2])
             return (*grads, None, None, None, None, None)
@@ -385,6 +452,8 @@ class SoftTargetCE(torch.autograd.Function):
                     buf.sub_(g_eps[s:e] if w is None else g_eps[s:e] * w)
 
             dx = _grad_by_chunks(x, rows, ctx.inplace, finish)
+            if ctx.no_grad_rows is not None:  # rows of -inf logits only: softmax gave NaN
+                dx.masked_fill_(ctx.no_grad_rows.unsqueeze(1), 0.0)
         return dx, dt_grad, None, None, None, None, None
 
 
@@ -643,24 +712,45 @@ def _class_dim_1(x, axis):
 
 
 def sparse(xp, labels, x, axis, o):
-    """Sparse categorical cross-entropy: ``F.cross_entropy`` when small, else :class:`SparseCE`."""
+    """Sparse categorical cross-entropy: ``F.cross_entropy`` when small, else :class:`SparseCE`.
+
+    Class weights go to ``F.cross_entropy(weight=)``; label smoothing, over the classes
+    whose logit is not ``-inf`` (``F.cross_entropy(label_smoothing=)`` would make any row
+    with a ``-inf`` logit infinite), is the generic smoothing term (small inputs) or
+    :class:`SparseCE`'s :data:`SMOOTH_ALLOWED` term (big ones).
+    """
     if not o.from_logits:
         return ce.sparse_generic(xp, labels, x, axis, o)
+    a = o.label_smoothing
+    w = None if o.class_weight is None else L.class_weights(xp, o.class_weight, x)
     if _small(x):
-        return _native_sparse(xp, labels, x, axis, "none")
+        loss = _native_sparse(xp, labels, x, axis, "none", w)
+        if a:
+            wk = None if w is None else L.class_weights(xp, o.class_weight, x, axis)
+            loss = (1.0 - a) * loss + a * L.smoothing_term(xp, x, axis, wk)
+        return loss
     x3 = _as_rows(x, axis)
     y = labels.reshape(x3.shape[:1] + x3.shape[2:]).long()
-    return _checked_by_torch(xp, labels, x, axis, lambda: sparse_ce(x3, y).reshape(labels.shape).to(x.dtype))
+
+    def compute():
+        out = sparse_ce(x3, y, w, SMOOTH_ALLOWED if a else False)
+        nll, smoothing = out if a else (out, None)
+        if w is not None:
+            nll = nll * w.to(nll.dtype)[y]
+        loss = (1.0 - a) * nll + a * smoothing if a else nll
+        return loss.reshape(labels.shape).to(x.dtype)
+
+    return _checked_by_torch(xp, labels, x, axis, compute)
 
 
 def sparse_mean(xp, labels, x, axis, o):
     """The mean of :func:`sparse` over every position: one fused ``F.cross_entropy`` when small."""
-    if o.from_logits and _small(x):
+    if o.from_logits and _small(x) and not o.label_smoothing and o.class_weight is None:
         return _native_sparse(xp, labels, x, axis, "mean")
     return sparse(xp, labels, x, axis, o).mean()
 
 
-def _native_sparse(xp, labels, x, axis, reduction):
+def _native_sparse(xp, labels, x, axis, reduction, weight=None):
     """``F.cross_entropy``, which tests the class indices itself on the CPU; only when it
     refuses one is our check run, to name the element and say what to do."""
     check = C.eager(labels, x)
@@ -668,7 +758,7 @@ def _native_sparse(xp, labels, x, axis, reduction):
         labels = C.check_sparse_labels(xp, labels, x.shape[axis], None)
     y = labels if labels.dtype == torch.int64 else labels.long()
     try:
-        return F.cross_entropy(_class_dim_1(x, axis), y, reduction=reduction, ignore_index=_NO_IGNORE)
+        return F.cross_entropy(_class_dim_1(x, axis), y, weight, reduction=reduction, ignore_index=_NO_IGNORE)
     except (IndexError, RuntimeError):
         if check:
             C.check_sparse_labels(xp, labels, x.shape[axis], None)
@@ -701,8 +791,13 @@ def _checked_by_torch(xp, labels, x, axis, compute):
 
 
 def categorical(xp, t, x, axis, o, name="y_true"):
-    """Categorical cross-entropy from logits: ``F.cross_entropy`` when small, else
-    :class:`SoftTargetCE` (which takes ``min(t)`` for the check chunk by chunk)."""
+    """Categorical cross-entropy from logits: :func:`_soft_small` when small, else
+    :class:`SoftTargetCE` (which takes ``min(t)`` for the check chunk by chunk).
+
+    Label smoothing goes over the classes whose logit is not ``-inf``
+    (:func:`probloss.functional._logits.smooth_allowed`); class weights are the
+    Function's ``weight``.
+    """
     if t.requires_grad or t.dtype != x.dtype:
         return ce.categorical_generic(xp, t, x, axis, o, name)
     if not o.from_logits:
@@ -712,17 +807,32 @@ def categorical(xp, t, x, axis, o, name="y_true"):
         if check:
             ce.check_soft_labels(xp, t, name)
             check = False
-        t = ce.smooth_categorical(t, o.label_smoothing, x.shape[axis])
+        t = L.smooth_allowed(xp, t, x, axis, o.label_smoothing)
+    w = None if o.class_weight is None else L.class_weights(xp, o.class_weight, x)
     if _small(x):
         if check:
             ce.check_soft_labels(xp, t, name)
-        return F.cross_entropy(_class_dim_1(x, axis), _class_dim_1(t, axis), reduction="none")
+        return _soft_small(x, t, axis, w)
     x3, t3 = _as_rows(x, axis), _as_rows(t, axis)
     low = torch.empty((), dtype=t.dtype, device=t.device) if check else None
-    loss = soft_target_ce(x3, t3, t_min=low).reshape(x.shape[:axis] + x.shape[axis + 1 :]).to(x.dtype)
+    loss = soft_target_ce(x3, t3, w, t_min=low).reshape(x.shape[:axis] + x.shape[axis + 1 :]).to(x.dtype)
     if check and not C.truth(low >= 0, True):  # a negative (or NaN) label: name it
         ce.check_soft_labels(xp, t, name)
     return loss
+
+
+def _soft_small(x, t, axis, w):
+    """``sum_c w_c t_c (lse(x) - x_c)`` in a few fused torch operations, ``0 * inf = 0``.
+
+    ``F.cross_entropy`` with probability targets returns NaN for a ``-inf`` logit whose
+    target is 0; here the log-sum-exp is taken of the logits clamped to the lowest finite
+    number (finite for a row of ``-inf`` only; the clamp passes no gradient to ``-inf``)
+    and the terms with no target weight are set to 0 before they are multiplied.
+    """
+    lse = torch.logsumexp(x.clamp(min=torch.finfo(x.dtype).min), axis, keepdim=True)
+    u = t if w is None else t * w.view((-1,) + (1,) * (x.ndim - 1 - axis))
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return (u * torch.where(u == 0, zero, lse - x)).sum(axis)
 
 
 def _categorical_probs(xp, t, p, axis, o, name):
@@ -734,6 +844,8 @@ def _categorical_probs(xp, t, p, axis, o, name):
         ce.check_soft_labels(xp, t, name)
         ce.row_sums(xp, p, axis)  # the probability checks (entries in [0, 1], rows summing to 1)
     t = ce.smooth_categorical(t, o.label_smoothing, p.shape[axis])
+    if o.class_weight is not None:
+        t = t * L.class_weights(xp, o.class_weight, p, axis)
     out = row_reduce(_as_rows(p, axis), _as_rows(t, axis), "cat_probs", o.epsilon, False)
     return out.reshape(p.shape[:axis] + p.shape[axis + 1 :])
 
@@ -747,8 +859,9 @@ def _row_reduce(kind, xp, t, p, axis, o, generic, mean):
 
 
 def binary(xp, t, p, axis, o):
-    """Binary cross-entropy: :class:`RowReduce` for big inputs, else the generic formula."""
-    if _small(p) or axis != p.ndim - 1:
+    """Binary cross-entropy: :class:`RowReduce` for big inputs, else (and with ``pos_weight``)
+    the generic formula."""
+    if _small(p) or axis != p.ndim - 1 or o.pos_weight is not None:
         return ce.binary_generic(xp, t, p, axis, o)
     ce.check_binary(xp, t, p, o)
     t = ce.smooth_binary(t, o.label_smoothing)

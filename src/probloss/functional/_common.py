@@ -18,13 +18,24 @@ class Options(NamedTuple):
     """A loss's options, validated once: when a class is built, or a function is called.
 
     Every implementation in the dispatch table takes ``(xp, y_true, y_pred, axis, options)``
-    with ``axis`` already non-negative; each loss reads the fields it has.
+    with ``axis`` already non-negative; each loss reads the fields it has.  Every field is
+    hashable (numbers, strings, tuples), so an implementation may pass options to a
+    compiled function as static arguments.
+
+    ``ruled_out_target`` ("raise" or "inf") says what a softmax cross-entropy from logits
+    does with target weight on a class whose logit is ``-inf``; ``class_weight`` (a tuple,
+    one weight per class) scales each class's term as ``F.cross_entropy(weight=)`` does;
+    ``pos_weight`` (a number, or a tuple with one per entry of the last axis) scales the
+    positive term of the binary cross-entropy.
     """
 
     from_logits: bool = False
     label_smoothing: float = 0.0
     epsilon: float = EPSILON
     ignore_class: int | None = None
+    ruled_out_target: str = "raise"
+    class_weight: tuple[float, ...] | None = None
+    pos_weight: float | tuple[float, ...] | None = None
 
 
 def prepare(y_true, y_pred, *, dense_labels: bool = True, names=("y_true", "y_pred"), xp=None):
