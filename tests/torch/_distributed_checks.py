@@ -504,10 +504,16 @@ def _free_port():
 def main(world):
     import torch.multiprocessing as mp
 
+    # this interpreter has imported torch but no probloss yet: probloss.torch must not bring in its distributed module
+    import probloss.torch  # noqa: F401
+
+    isolated = "probloss.torch.distributed" not in sys.modules
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_worker, args=(world, _free_port(), out_dir), nprocs=world, join=True)
         with open(os.path.join(out_dir, "result.json")) as f:
-            print("RESULT " + f.read(), flush=True)
+            results = json.load(f)
+    results["import probloss.torch leaves probloss.torch.distributed alone"] = "ok" if isolated else "imported"
+    print("RESULT " + json.dumps(results), flush=True)
 
 
 if __name__ == "__main__":
