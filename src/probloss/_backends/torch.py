@@ -791,8 +791,9 @@ def _checked_by_torch(xp, labels, x, axis, compute):
 
 
 def categorical(xp, t, x, axis, o, name="y_true"):
-    """Categorical cross-entropy from logits: :func:`_soft_small` when small, else
-    :class:`SoftTargetCE` (which takes ``min(t)`` for the check chunk by chunk).
+    """Categorical cross-entropy from logits: ``F.cross_entropy`` (or :func:`_soft_small`
+    where a logit may be ``-inf``) when small, else :class:`SoftTargetCE` (which takes
+    ``min(t)`` for the check chunk by chunk).
 
     Label smoothing goes over the classes whose logit is not ``-inf``
     (:func:`probloss.functional._logits.smooth_allowed`); class weights are the
@@ -812,6 +813,8 @@ def categorical(xp, t, x, axis, o, name="y_true"):
     if _small(x):
         if check:
             ce.check_soft_labels(xp, t, name)
+        if _nothing_ruled_out(x):  # the usual case: torch's fused loss
+            return F.cross_entropy(_class_dim_1(x, axis), _class_dim_1(t, axis), w, reduction="none")
         return _soft_small(x, t, axis, w)
     x3, t3 = _as_rows(x, axis), _as_rows(t, axis)
     low = torch.empty((), dtype=t.dtype, device=t.device) if check else None
@@ -819,6 +822,19 @@ def categorical(xp, t, x, axis, o, name="y_true"):
     if check and not C.truth(low >= 0, True):  # a negative (or NaN) label: name it
         ce.check_soft_labels(xp, t, name)
     return loss
+
+
+def _nothing_ruled_out(x) -> bool:
+    """True when no logit is ``-inf``, read eagerly on the CPU (one reduction, one number).
+
+    ``F.cross_entropy`` with probability targets then computes the loss at a third of
+    the cost of :func:`_soft_small`.  On other devices (a read would stop the device),
+    under ``torch.compile`` and ``torch.func.vmap`` (no branch on values) the answer is
+    False and :func:`_soft_small` runs, whatever the values.
+    """
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    return C.truth(x.detach().amin() != -math.inf, False)
 
 
 def _soft_small(x, t, axis, w):

@@ -44,7 +44,7 @@ def where_mask(xp, where, p, axis: int, loss: str, *, entries: bool = True):
     full = tuple(p.shape)
     rows = full[:axis] + full[axis + 1 :]
     shape = tuple(m.shape)
-    if shape == full and (shape != rows or entries):
+    if shape == full:
         if not entries:
             msg = (
                 f"{loss}: `where` of the shape of `y_pred`, {full}, masks single classes, which takes "

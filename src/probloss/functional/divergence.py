@@ -6,11 +6,12 @@ from .. import _checks as C
 from .._dispatch import implementation
 from .._ops import clip
 from ._common import EPSILON, Options, finish, prepare_pair
+from ._where import where_mask
 
 __all__ = ["kl_divergence"]
 
 
-def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
+def kl_divergence(y_true, y_pred, *, epsilon=EPSILON, where=None):
     """Keras's KL divergence ``KL(y_true || y_pred)`` summed over the last axis.
 
     .. math:: \\ell = \\sum_{-1} t \\log(t / p), \\qquad t, p \\text{ clipped to } [\\epsilon, 1]
@@ -24,6 +25,11 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
     y_true, y_pred : array_like, shape (..., K)
         Probabilities in [0, 1].
     epsilon : float, default 1e-7
+    where : array_like of bool, optional
+        As ``optax.kl_divergence``'s ``where``: the entries to include, of the shape of
+        ``y_pred``, or one flag per sample (``y_pred``'s shape without the last axis).
+        The sum runs over the entries inside; those outside contribute nothing and get a
+        zero gradient, whatever they hold.
 
     Returns
     -------
@@ -39,6 +45,11 @@ def kl_divergence(y_true, y_pred, *, epsilon=EPSILON):
     """
     xp, t, p, out_dtype, axis = prepare_pair(y_true, y_pred, "kl_divergence")
     o = Options(epsilon=C.check_epsilon(epsilon))
+    if where is not None:  # outside the mask: 1 log(1 / 1) = 0, with a zero gradient
+        m, per_entry = where_mask(xp, where, p, axis, "kl_divergence")
+        m = m if per_entry else xp.expand_dims(m, axis=axis)
+        t = xp.where(m, t, xp.ones_like(t))
+        p = xp.where(m, p, xp.ones_like(p))
     return finish(xp, implementation("kl_divergence", xp)(xp, t, p, axis, o), out_dtype)
 
 

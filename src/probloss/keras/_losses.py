@@ -12,14 +12,20 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
     raise ModuleNotFoundError(msg, name="keras") from exc
 
 from .. import losses as _pl
+from .._compat import namespace
 from .._errors import ArgumentError, ProblossTypeError
+from .._reduction import reduce_values
 
 try:  # what Keras's own SparseCategoricalCrossentropy uses to hand its ignore_class mask on
+    from keras.src.backend import get_keras_mask as _get_keras_mask
     from keras.src.backend import set_keras_mask as _set_keras_mask
 except ImportError:  # pragma: no cover - older layouts: the attribute Keras reads
 
     def _set_keras_mask(x, mask):
         x._keras_mask = mask
+
+    def _get_keras_mask(x):
+        return getattr(x, "_keras_mask", None)
 
 
 __all__ = [
@@ -86,8 +92,8 @@ class Loss(keras.losses.Loss):
         self._dtype_arg = dtype
         self._probloss = self._probloss_class(reduction=None, **options)  # checks the options
         config = self._probloss.get_config()
-        for key in self._options:
-            setattr(self, key, config[key])
+        for key in self._options:  # (probloss's own options are in a config only when set)
+            setattr(self, key, config.get(key, _pl._EXTENSION_DEFAULTS.get(key)))
 
     @property
     def probloss_loss(self):
@@ -104,9 +110,32 @@ class Loss(keras.losses.Loss):
             _set_keras_mask(values, mask)
         return values
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if not self._probloss._class_weighted:
+            return super().__call__(y_true, y_pred, sample_weight)
+        # With class weights the means divide by the targets' weights (torch's weighted
+        # mean, as probloss's class computes it), which Keras's reduction cannot: this is
+        # Keras's Loss.__call__ with probloss's reduction.
+        in_mask = _get_keras_mask(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        values, mask, target_weight = self._probloss._per_sample_weighted(y_true, y_pred)
+        if in_mask is not None:
+            in_mask = ops.cast(in_mask, "bool")
+            mask = in_mask if mask is None else ops.logical_and(in_mask, mask)
+        if sample_weight is not None:
+            sample_weight = ops.convert_to_tensor(sample_weight, dtype=values.dtype)
+        xp = namespace(values)
+        out = reduce_values(
+            values, xp, reduction=self.reduction, sample_weight=sample_weight, mask=mask, target_weight=target_weight
+        )
+        return ops.cast(out, self.dtype)
+
     def get_config(self):
         config = super().get_config()
-        config.update({key: getattr(self, key) for key in self._options})
+        own = self._probloss.get_config()  # (probloss's own options only when set)
+        config.update({key: own[key] for key in self._options if key in own})
         if self._dtype_arg is not None:
             config["dtype"] = self._dtype_policy.name
         return config
@@ -117,7 +146,7 @@ class BinaryCrossentropy(Loss):
     """:class:`keras.losses.BinaryCrossentropy` computed by :func:`probloss.binary_crossentropy`."""
 
     _probloss_class = _pl.BinaryCrossentropy
-    _options = ("from_logits", "label_smoothing", "axis", "epsilon")
+    _options = ("from_logits", "label_smoothing", "axis", "epsilon", "pos_weight")
 
     def __init__(
         self,
@@ -128,6 +157,7 @@ class BinaryCrossentropy(Loss):
         name="binary_crossentropy",
         dtype=None,
         epsilon=_EPS,
+        pos_weight=None,
     ):
         super().__init__(
             name=name,
@@ -137,6 +167,7 @@ class BinaryCrossentropy(Loss):
             label_smoothing=label_smoothing,
             axis=axis,
             epsilon=epsilon,
+            pos_weight=pos_weight,
         )
 
 
@@ -179,7 +210,7 @@ class CategoricalCrossentropy(Loss):
     """:class:`keras.losses.CategoricalCrossentropy` computed by :func:`probloss.categorical_crossentropy`."""
 
     _probloss_class = _pl.CategoricalCrossentropy
-    _options = ("from_logits", "label_smoothing", "axis", "epsilon")
+    _options = ("from_logits", "label_smoothing", "axis", "epsilon", "class_weight", "ruled_out_target")
 
     def __init__(
         self,
@@ -190,6 +221,8 @@ class CategoricalCrossentropy(Loss):
         name="categorical_crossentropy",
         dtype=None,
         epsilon=_EPS,
+        class_weight=None,
+        ruled_out_target="raise",
     ):
         super().__init__(
             name=name,
@@ -199,6 +232,8 @@ class CategoricalCrossentropy(Loss):
             label_smoothing=label_smoothing,
             axis=axis,
             epsilon=epsilon,
+            class_weight=class_weight,
+            ruled_out_target=ruled_out_target,
         )
 
 
@@ -240,11 +275,14 @@ class SparseCategoricalCrossentropy(Loss):
 
     Positions whose label is ``ignore_class`` are masked as Keras masks them: the default
     reduction divides by the number of valid positions (combined with any input mask).
-    The config keeps ``axis`` (Keras 3.15's own drops it).
+    The config keeps ``axis`` (Keras 3.15's own drops it).  ``label_smoothing``,
+    ``class_weight`` and ``ruled_out_target`` are probloss's (see
+    :class:`probloss.SparseCategoricalCrossentropy`); with ``class_weight`` the means
+    divide by the targets' weights as there, with Keras's masks and sample weights.
     """
 
     _probloss_class = _pl.SparseCategoricalCrossentropy
-    _options = ("from_logits", "ignore_class", "axis", "epsilon")
+    _options = ("from_logits", "ignore_class", "axis", "epsilon", "label_smoothing", "class_weight", "ruled_out_target")
 
     def __init__(
         self,
@@ -255,6 +293,9 @@ class SparseCategoricalCrossentropy(Loss):
         name="sparse_categorical_crossentropy",
         dtype=None,
         epsilon=_EPS,
+        label_smoothing=0.0,
+        class_weight=None,
+        ruled_out_target="raise",
     ):
         super().__init__(
             name=name,
@@ -264,6 +305,9 @@ class SparseCategoricalCrossentropy(Loss):
             ignore_class=ignore_class,
             axis=axis,
             epsilon=epsilon,
+            label_smoothing=label_smoothing,
+            class_weight=class_weight,
+            ruled_out_target=ruled_out_target,
         )
 
 
