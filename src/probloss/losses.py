@@ -723,6 +723,9 @@ def _refuse_keras_wrapper(loss):
     """
     if "keras" not in sys.modules:
         return
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.compiler.is_compiling():
+        return  # Dynamo cannot trace frame lookups (only Keras's torch backend with jit_compile=True gets here)
     frame = sys._getframe(2)  # 0: here, 1: __call__, 2: its caller
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back  # a subclass's __call__ calling Loss.__call__
