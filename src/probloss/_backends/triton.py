@@ -17,6 +17,9 @@ size ``N x K`` but, in the backward, the gradient:
   the loss and one per-row statistic that makes the backward a single pass;
 * elementwise losses reduced over the class axis: binary cross-entropy (probabilities
   and logits), binary focal, KL divergence, Poisson.
+* one chunk of :func:`probloss.torch.linear_cross_entropy` (:func:`linear_ce_chunk`,
+  called by that function directly): the statistics of the chunk's logits and their
+  gradient, between torch's matrix products.
 
 *Why the gradient is written in the backward, not stored by the forward* (as
 Liger-Kernel does): the loss functions here return per-sample values that a reduction,
@@ -73,6 +76,7 @@ __all__ = [
     "cross_entropy_indices",
     "cross_entropy_probabilities",
     "kl_divergence",
+    "linear_ce_chunk",
     "poisson",
     "sparse",
     "sparse_mean",
@@ -933,3 +937,35 @@ def cross_entropy_probabilities(x3, t3, weight, eps, inplace):
     if x3.ndim == 2:
         x3, t3 = x3.unsqueeze(2), t3.unsqueeze(2)
     return SoftSoftmaxCE.apply(x3, t3, _float_weights(weight, x3.device), float(eps), False, inplace, True, None)[0].reshape(rows)
+
+
+# ------------------------------------------------- fused linear cross-entropy (chunks)
+
+
+def linear_ce_chunk(src, out, bias, y, a, beta, gam, cw, wsum, cap, lse, zy=None, zw=None):
+    """One chunk of :func:`probloss.torch.linear_cross_entropy` (see
+    :func:`~probloss._backends.triton_kernels.linear_ce_chunk`).
+
+    ``src`` ``(rows, V)`` holds the products ``X_c W^T`` (float32, float16 or bfloat16,
+    unit stride along the classes); ``bias`` ``(V,)`` or ``None``; ``y`` ``(rows,)``
+    int64 class indices in ``[0, V)``; ``a``, ``beta``, ``gam`` ``(rows,)`` float32 (the
+    last two ``None`` without smoothing / z-loss); ``cw`` ``(V,)`` float32 class weights
+    or ``None`` (ones); ``wsum`` a one-element float32 tensor, their sum (used with
+    ``beta``); ``cap`` the softcap or ``None``.  Every vector is contiguous.
+
+    With ``zy`` given, ``lse``, ``zy`` (and ``zw`` with ``beta``) receive the row
+    statistics; otherwise ``lse`` is read.  With ``out`` (float32 ``(rows, V)``, unit
+    class stride, possibly ``src``), the gradient with respect to ``src`` is written there.
+    """
+    rows, k = src.shape
+    out_arg = src if out is None else out
+    _launch(
+        tk.linear_ce_chunk, src, rows, k,
+        src, src.stride(0), out_arg, out_arg.stride(0),
+        src if bias is None else bias, y, lse if a is None else a, lse if beta is None else beta,
+        lse if gam is None else gam, lse if cw is None else cw, lse if wsum is None else wsum,
+        lse, lse if zy is None else zy, lse if zw is None else zw,
+        rows, k, 1.0 if cap is None else float(cap),
+        BIAS=bias is not None, CAP=cap is not None, SMOOTH=beta is not None, ZLOSS=gam is not None,
+        WEIGHTED=cw is not None, STATS=zy is not None, GRAD=out is not None,
+    )

@@ -22,6 +22,13 @@ own).  The losses on probabilities need the row sum before anything else, so the
 a row twice in the forward (the second read of a row of up to a few thousand classes
 comes from cache).
 
+:func:`linear_ce_chunk` serves :func:`probloss.torch.linear_cross_entropy`: it reads one
+chunk of the products ``X_c W^T`` (rows of a contiguous buffer, not the ``(A, K, B)``
+layout), applies the bias and softcap as it reads, makes the same one-pass online
+log-sum-exp (plus the target logit and the smoothing sum), and writes the gradient with
+respect to the products in a second pass, in place when the buffer is float32.  Its
+targets were checked and its ignored rows dropped by the caller.
+
 **Value checks** run in the same pass when ``CHECK`` is set.  Each check owns one slot of
 an int64 buffer ``keys`` and records the *first* offending element there with
 ``atomic_min`` of a key ``(flat index << 32) | bits of the value`` (the value's float32 or
@@ -46,6 +53,7 @@ __all__ = [
     "POISSON",
     "elementwise_backward",
     "elementwise_forward",
+    "linear_ce_chunk",
     "normalized_backward",
     "normalized_forward",
     "softmax_ce_backward",
@@ -342,6 +350,117 @@ def softmax_ce_backward(
                     q = q + share[:, None]
             d = d - g1[:, None] * w * q
         tl.store(out_ptr + orow[:, None] + kk[None, :].to(tl.int64) * sok, d.to(out_ptr.dtype.element_ty), mask=msk)
+
+
+# ------------------------------------------------- fused linear cross-entropy (chunks)
+
+
+@triton.jit
+def _tanh(u):
+    """``tanh(u)`` in float32 (Triton's portable math has none): a series below 0.05,
+    where ``1 - exp(-2|u|)`` would lose relative precision, else from ``exp(-2|u|)``."""
+    au = tl.abs(u)
+    e = tl.exp(-2.0 * au)
+    u2 = au * au
+    t = tl.where(au < 0.05, au * (1.0 - u2 * (1.0 / 3.0 - u2 * (2.0 / 15.0))), (1.0 - e) / (1.0 + e))
+    return tl.where(u < 0, -t, t)
+
+
+@triton.jit
+def _chunk_logits(src_ptr, srow, b_ptr, kk, msk, K, cap, BIAS: tl.constexpr, CAP: tl.constexpr):
+    """A tile of the logits ``z = cap tanh((s + b) / cap)`` (``s + b`` without ``CAP``) of
+    the products ``s``, ``-inf`` outside the rows, and ``tanh(.)`` (0 without ``CAP``)."""
+    z = tl.load(src_ptr + srow[:, None] + kk[None, :], mask=msk, other=float("-inf")).to(tl.float32)
+    if BIAS:
+        z = z + tl.load(b_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+    t = tl.zeros_like(z)
+    if CAP:
+        t = _tanh(z / cap)
+        z = tl.where(msk, cap * t, float("-inf"))
+    return z, t
+
+
+@triton.jit
+def linear_ce_chunk(
+    src_ptr, ss, out_ptr, so,
+    b_ptr, y_ptr, a_ptr, beta_ptr, gam_ptr, w_ptr, wsum_ptr,
+    lse_ptr, zy_ptr, zw_ptr,
+    R, K, cap,
+    BIAS: tl.constexpr, CAP: tl.constexpr, SMOOTH: tl.constexpr, ZLOSS: tl.constexpr, WEIGHTED: tl.constexpr,
+    STATS: tl.constexpr, GRAD: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One chunk of :func:`probloss.torch.linear_cross_entropy`: ``R`` rows of ``K``
+    classes of the products ``s = X_c W^T`` (``src``, row stride ``ss``, unit class
+    stride; float32 or half precision, read as float32).
+
+    Each row's logits are ``z = cap tanh((s + b) / cap)`` (``BIAS``, ``CAP``).
+    ``STATS``: one pass (online max and sum of exponentials) stores the row's
+    ``lse = logsumexp(z)``, ``z_y`` (``y`` the row's class) and, with ``SMOOTH``,
+    ``z_w = sum_c w_c z_c`` (``w`` ones unless ``WEIGHTED``); otherwise ``lse`` is read
+    (the backward's recomputation).  ``GRAD``: a second pass writes the gradient of
+    ``a (lse - z_y) + beta sum_c w_c (lse - z_c) + gam lse^2`` with respect to ``s``::
+
+        (softmax(z) (a + beta W + 2 gam lse) - a [c == y] - beta w_c) (1 - tanh^2)
+
+    (``W = sum_c w_c`` at ``wsum``; ``beta`` with ``SMOOTH``, ``gam`` with ``ZLOSS``; the
+    last factor with ``CAP``) in float32 into ``out`` (row stride ``so``), which may be
+    ``src`` itself: each element is read before the same program writes it.
+    """
+    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    live = r < R
+    srow = r * ss
+    y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
+    if STATS:
+        shift = tl.zeros((ROWS,), tl.float32)  # the running max, or 0 while it is -inf
+        m = tl.full((ROWS,), float("-inf"), tl.float32)
+        s = tl.zeros((ROWS,), tl.float32)  # sum exp(z - shift)
+        zy = tl.zeros((ROWS,), tl.float32)
+        zw = tl.zeros((ROWS,), tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            z, t = _chunk_logits(src_ptr, srow, b_ptr, kk, msk, K, cap, BIAS, CAP)
+            m = tl.maximum(m, tl.max(z, 1))
+            new_shift = tl.where(m == float("-inf"), 0.0, m)
+            s = s * tl.exp(shift - new_shift) + tl.sum(tl.exp(z - new_shift[:, None]), 1)
+            shift = new_shift
+            zy = zy + tl.sum(tl.where(msk & (kk[None, :] == y[:, None]), z, 0.0), 1)
+            if SMOOTH:
+                if WEIGHTED:
+                    w = tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+                    zw = zw + tl.sum(tl.where(msk, w * z, 0.0), 1)
+                else:
+                    zw = zw + tl.sum(tl.where(msk, z, 0.0), 1)
+        lse = shift + tl.log(s)  # a row of -inf only: -inf
+        tl.store(lse_ptr + r, lse, mask=live)
+        tl.store(zy_ptr + r, zy, mask=live)
+        if SMOOTH:
+            tl.store(zw_ptr + r, zw, mask=live)
+    else:
+        lse = tl.load(lse_ptr + r, mask=live, other=0.0)
+    if GRAD:
+        a = tl.load(a_ptr + r, mask=live, other=0.0)
+        coef = a
+        if SMOOTH:
+            beta = tl.load(beta_ptr + r, mask=live, other=0.0)
+            coef = coef + beta * tl.load(wsum_ptr)
+        if ZLOSS:
+            coef = coef + 2.0 * tl.load(gam_ptr + r, mask=live, other=0.0) * lse
+        orow = r * so
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            z, t = _chunk_logits(src_ptr, srow, b_ptr, kk, msk, K, cap, BIAS, CAP)
+            g = tl.exp(z - lse[:, None]) * coef[:, None] - tl.where(kk[None, :] == y[:, None], a[:, None], 0.0)
+            if SMOOTH:
+                if WEIGHTED:
+                    w = tl.load(w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)[None, :]
+                    g = g - beta[:, None] * w
+                else:
+                    g = g - beta[:, None]
+            if CAP:
+                g = g * (1.0 - t * t)
+            tl.store(out_ptr + orow[:, None] + kk[None, :], g, mask=msk)
 
 
 # ------------------------------------------------------------------ elementwise losses

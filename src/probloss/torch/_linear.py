@@ -18,8 +18,14 @@ buffer:
   ``dX`` and ``dW`` do not live between forward and backward).
 
 Ignored tokens are dropped (their rows gathered out) before any matrix product.  Plain
-torch operations on chunks: the same code runs on CPU and CUDA tensors (a Triton kernel
-that keeps the chunk on chip is future work).  See ``docs/linear.md``.
+torch operations on chunks run on any device.  For float32/float16/bfloat16 CUDA tensors,
+when Triton imports, the work on a chunk between the matrix products (which stay
+torch's, cuBLAS) is one Triton kernel instead
+(:func:`probloss._backends.triton_kernels.linear_ce_chunk`): bias and softcap applied as
+the product is read, one pass for the log-sum-exp, target logit and smoothing sum, and
+a second pass writing ``dL/dZ_c`` in place (:func:`_chunk_kernel` chooses, once per
+call).  ``linear_log_probs_and_entropy`` keeps the torch operations.  See
+``docs/linear.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import NamedTuple
 import torch
 
 from .. import _checks as C
+from .. import _dispatch
 from .._errors import ArgumentError, LabelValueError, ProblossTypeError, ShapeError
 
 __all__ = [
@@ -90,23 +97,27 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
 class _Work:
     """The chunk workspace, allocated once per call and reused by every chunk."""
 
-    def __init__(self, rows, v, dtype, device, *, deriv, probs=False):
+    def __init__(self, rows, v, dtype, device, *, deriv, probs=False, logits=True):
         self.st = _stat_dtype(dtype)
-        self.z = torch.empty((rows, v), dtype=self.st, device=device)
+        # (``logits=False``: no float32 logits, when a kernel reads the half-precision product)
+        self.z = torch.empty((rows, v), dtype=self.st, device=device) if logits or dtype not in _HALF else None
         self.half = torch.empty((rows, v), dtype=dtype, device=device) if dtype in _HALF else None
         self.deriv = torch.empty((rows, v), dtype=self.st, device=device) if deriv else None
         self.p = torch.empty((rows, v), dtype=self.st, device=device) if probs else None
 
 
+def _product(xc, w, work):
+    """``xc W^T`` into the workspace: the half-precision buffer for float16/bfloat16
+    inputs (the product in the inputs' precision, on tensor cores), else ``z``."""
+    buf = work.z[: xc.shape[0]] if work.half is None else work.half[: xc.shape[0]]
+    return torch.mm(xc, w.t(), out=buf)
+
+
 def _logits(xc, w, b, cap, work):
     """``cap tanh((xc W^T + b) / cap)`` (or without the cap) into the float32 workspace."""
-    c = xc.shape[0]
-    z = work.z[:c]
-    if work.half is None:
-        torch.mm(xc, w.t(), out=z)
-    else:  # the product in the inputs' precision (tensor cores), the softmax in float32
-        h = work.half[:c]
-        torch.mm(xc, w.t(), out=h)
+    z = work.z[: xc.shape[0]]
+    h = _product(xc, w, work)
+    if h is not z:  # the softmax in float32
         z.copy_(h)
     if b is not None:
         z.add_(b)
@@ -185,20 +196,65 @@ def _rows(n, chunk):
     return range(0, n, chunk)
 
 
+class _ChunkKernel:
+    """The Triton kernel that does a chunk's work after ``X_c W^T``, for one call.
+
+    :func:`_chunk_kernel` makes one when the call's tensors are CUDA tensors (or CPU
+    tensors under ``probloss._dispatch.triton_on_cpu()``, in Triton's interpreter) and
+    Triton imports; the matrix products stay torch's (cuBLAS).  The per-call vectors are
+    made contiguous once here.
+    """
+
+    def __init__(self, module, b, y, a, beta, gam, cw, total_w, cap):
+        self.module, self.cap = module, cap
+        self.b = None if b is None else b.detach().contiguous()
+        self.y, self.a = y.contiguous(), a.contiguous()
+        self.beta = None if beta is None else beta.contiguous()
+        self.gam = None if gam is None else gam.contiguous()
+        self.cw = None if cw is None else cw.contiguous()
+        self.wsum = None
+        if beta is not None:
+            self.wsum = torch.as_tensor(total_w, dtype=torch.float32, device=a.device).reshape(1).contiguous()
+
+    def run(self, src, out, s, e, lse, zy=None, zw=None):
+        """Rows ``s:e``: ``lse``, ``zy``, ``zw`` (with ``zy`` given; else ``lse`` is read) and,
+        with ``out``, ``dL/dZ_c`` written there (float32; ``out`` may be ``src``)."""
+        self.module.linear_ce_chunk(src, out, self.b, self.y[s:e], self.a[s:e], _part(self.beta, s, e),
+                                    _part(self.gam, s, e), self.cw, self.wsum, self.cap, lse, zy, zw)
+
+
+def _chunk_kernel(x, b, y, a, beta, gam, cw, total_w, cap):
+    """A :class:`_ChunkKernel` for this call, or ``None``: the chunks then take torch
+    operations (CPU tensors, float64, or no Triton)."""
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return None
+    module = _dispatch.cuda_module(x)
+    return None if module is None else _ChunkKernel(module, b, y, a, beta, gam, cw, total_w, cap)
+
+
 def _ce_forward(x, w, b, y, a, beta, gam, cw, cap, chunk, needs):
     """Per-token loss ``a nll + beta smooth + gam lse^2`` and the float32 log-sum-exp; with
     ``needs`` (hidden, weight, bias) the gradients of ``sum(loss)`` too, chunk by chunk."""
     n, v = x.shape[0], w.shape[0]
     st = _stat_dtype(x.dtype)
     grads = _Grads(x, w, b, needs, st) if any(needs) else None
-    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=grads is not None and cap is not None)
+    total_w = float(v) if cw is None else cw.sum()
+    kernel = _chunk_kernel(x, b, y, a, beta, gam, cw, total_w, cap)
+    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device,
+                 deriv=grads is not None and cap is not None and kernel is None,
+                 logits=grads is not None or kernel is None)
     lse = torch.empty(n, dtype=st, device=x.device)
     zy = torch.empty(n, dtype=st, device=x.device)
     zw = torch.empty(n, dtype=st, device=x.device) if beta is not None else None
-    total_w = float(v) if cw is None else cw.sum()
     for s in _rows(n, chunk):
         e = min(s + chunk, n)
         xc, yc = x[s:e], y[s:e]
+        if kernel is not None:  # one kernel: statistics, and the gradient in place
+            g = work.z[: e - s] if grads is not None else None
+            kernel.run(_product(xc, w, work), g, s, e, lse[s:e], zy[s:e], _part(zw, s, e))
+            if grads is not None:
+                grads.add(g, xc, w, s, e, work)
+            continue
         z = _logits(xc, w, b, cap, work)
         torch.gather(z, 1, yc.unsqueeze(1), out=zy[s:e].unsqueeze(1))
         if zw is not None:
@@ -233,11 +289,17 @@ def _ce_backward(x, w, b, y, a, beta, gam, cw, cap, chunk, lse, needs):
     n, v = x.shape[0], w.shape[0]
     st = _stat_dtype(x.dtype)
     grads = _Grads(x, w, b, needs, st)
-    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=cap is not None)
     total_w = float(v) if cw is None else cw.sum()
+    kernel = _chunk_kernel(x, b, y, a, beta, gam, cw, total_w, cap)
+    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=cap is not None and kernel is None)
     for s in _rows(n, chunk):
         e = min(s + chunk, n)
         xc = x[s:e]
+        if kernel is not None:  # one kernel: the gradient from the saved lse
+            g = work.z[: e - s]
+            kernel.run(_product(xc, w, work), g, s, e, lse[s:e])
+            grads.add(g, xc, w, s, e, work)
+            continue
         z = _logits(xc, w, b, cap, work)
         deriv = _softcap_derivative(z, cap, work) if cap is not None else None
         p = z.sub_(lse[s:e].unsqueeze(1)).exp_()
