@@ -1,5 +1,6 @@
-"""probloss.torch.linear_cross_entropy on its Triton path (the chunk kernel
-``linear_ce_chunk``) against a float64 formula written from the math in this file.
+"""probloss.torch.linear_cross_entropy and linear_log_probs_and_entropy on their Triton
+path (the chunk kernels ``linear_ce_chunk`` and ``linear_lpe_chunk``) against float64
+formulas written from the math in this file.
 
 Without a GPU the kernel runs on CPU tensors in Triton's interpreter (``tests/conftest.py``
 sets ``TRITON_INTERPRET=1``; ``_dispatch.triton_on_cpu()`` sends CPU tensors to the CUDA
@@ -194,3 +195,64 @@ def test_float64_and_plain_cpu_take_torch_operations(kernel_calls):
         want = reference(x.detach(), w.detach(), b.detach(), y, label_smoothing=0.1)
         torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=2e-5)
     assert not kernel_calls
+
+
+# ---------------------------------------------------- linear_log_probs_and_entropy
+
+
+@pytest.fixture
+def lpe_kernel_calls(monkeypatch):
+    calls = []
+    launch = tb.linear_lpe_chunk
+
+    def spy(*args, **kwargs):
+        calls.append("backward" if args[1] is not None else "forward")
+        return launch(*args, **kwargs)
+
+    monkeypatch.setattr(tb, "linear_lpe_chunk", spy)
+    if tb.INTERPRETED:
+        monkeypatch.setattr(tk, "tile", lambda k, rows, interpreted: (4, 32, 4))
+    return calls
+
+
+def lpe_reference(x, w, b, y, softcap=None):
+    """``log p_y`` and ``H = -sum_c p_c log p_c`` of ``softmax(cap tanh((x W^T + b) / cap))`` in float64."""
+    z = x.double() @ w.double().t()
+    if b is not None:
+        z = z + b.double()
+    if softcap is not None:
+        z = softcap * torch.tanh(z / softcap)
+    logp = torch.log_softmax(z, 1)
+    return logp.gather(1, y[:, None])[:, 0], -(logp.exp() * logp).sum(1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("uses", ["both", "log_probs", "entropy"])
+@pytest.mark.parametrize(("dtype", "softcap", "bias"), [(torch.float32, None, True), (torch.float32, 2.5, False),
+                                                        (torch.bfloat16, 3.0, True)], ids=["float32", "softcap_no_bias", "bfloat16_softcap"])
+def test_log_probs_and_entropy(device, uses, dtype, softcap, bias, lpe_kernel_calls):
+    from probloss.torch import linear_log_probs_and_entropy
+
+    x, w, b, y, _, up = _inputs(device, dtype)
+    y = torch.where(y == IGNORE, 0, y)  # every target is a class here
+    up2 = up.flip(0) - 0.75  # upstream gradients of both signs for the entropy
+    b_arg = b if bias else None
+    leaves = (x, w, b) if bias else (x, w)
+    with _kernels(device):
+        out = linear_log_probs_and_entropy(x, w, y, b_arg, softcap=softcap, chunk_size=CHUNK)
+        total = {"both": (out.log_probs * up).sum() + (out.entropy * up2).sum(),
+                 "log_probs": (out.log_probs * up).sum(), "entropy": (out.entropy * up2).sum()}[uses]
+        grads = torch.autograd.grad(total, leaves)
+    assert lpe_kernel_calls.count("forward") == 3 and lpe_kernel_calls.count("backward") == 3
+
+    leaves64 = [t.detach().double().requires_grad_() for t in leaves]
+    lp, ent = lpe_reference(leaves64[0], leaves64[1], leaves64[2] if bias else None, y, softcap)
+    want_total = {"both": (lp * up).sum() + (ent * up2).sum(), "log_probs": (lp * up).sum(), "entropy": (ent * up2).sum()}[uses]
+    want_grads = torch.autograd.grad(want_total, leaves64)
+
+    tol = 2e-2 if dtype == torch.bfloat16 else 2e-5
+    torch.testing.assert_close(out.log_probs.double(), lp.detach(), rtol=tol, atol=tol)
+    torch.testing.assert_close(out.entropy.double(), ent.detach(), rtol=tol, atol=tol)
+    for name, gg, gw in zip("xwb", grads, want_grads):
+        scale = gw.abs().max().item()
+        torch.testing.assert_close(gg.double(), gw, rtol=tol, atol=tol * scale, msg=lambda m, n=name: f"d{n}: {m}")

@@ -17,8 +17,9 @@ size ``N x K`` but, in the backward, the gradient:
   the loss and one per-row statistic that makes the backward a single pass;
 * elementwise losses reduced over the class axis: binary cross-entropy (probabilities
   and logits), binary focal, KL divergence, Poisson.
-* one chunk of :func:`probloss.torch.linear_cross_entropy` (:func:`linear_ce_chunk`,
-  called by that function directly): the statistics of the chunk's logits and their
+* one chunk of :func:`probloss.torch.linear_cross_entropy` (:func:`linear_ce_chunk`)
+  and of :func:`~probloss.torch.linear_log_probs_and_entropy` (:func:`linear_lpe_chunk`),
+  called by those functions directly: the statistics of the chunk's logits and their
   gradient, between torch's matrix products.
 
 *Why the gradient is written in the backward, not stored by the forward* (as
@@ -77,6 +78,7 @@ __all__ = [
     "cross_entropy_probabilities",
     "kl_divergence",
     "linear_ce_chunk",
+    "linear_lpe_chunk",
     "poisson",
     "sparse",
     "sparse_mean",
@@ -968,4 +970,24 @@ def linear_ce_chunk(src, out, bias, y, a, beta, gam, cw, wsum, cap, lse, zy=None
         rows, k, 1.0 if cap is None else float(cap),
         BIAS=bias is not None, CAP=cap is not None, SMOOTH=beta is not None, ZLOSS=gam is not None,
         WEIGHTED=cw is not None, STATS=zy is not None, GRAD=out is not None,
+    )
+
+
+def linear_lpe_chunk(src, out, bias, y, cap, lse, ent, zy=None, gl=None, gh=None):
+    """One chunk of :func:`probloss.torch.linear_log_probs_and_entropy` (see
+    :func:`~probloss._backends.triton_kernels.linear_lpe_chunk`), with the inputs of
+    :func:`linear_ce_chunk`.  With ``zy`` given (the forward) ``lse``, ``zy`` and ``ent``
+    receive the row statistics; otherwise they are read and the gradient of
+    ``gl log p_y + gh H`` (``gl``, ``gh`` contiguous float32 ``(rows,)`` or ``None``) is
+    written into ``out``.
+    """
+    rows, k = src.shape
+    out_arg = src if out is None else out
+    _launch(
+        tk.linear_lpe_chunk, src, rows, k,
+        src, src.stride(0), out_arg, out_arg.stride(0),
+        src if bias is None else bias, y, lse, lse if zy is None else zy, ent,
+        lse if gl is None else gl, lse if gh is None else gh,
+        rows, k, 1.0 if cap is None else float(cap),
+        BIAS=bias is not None, CAP=cap is not None, STATS=zy is not None, GL=gl is not None, GH=gh is not None,
     )

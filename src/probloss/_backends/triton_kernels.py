@@ -54,6 +54,7 @@ __all__ = [
     "elementwise_backward",
     "elementwise_forward",
     "linear_ce_chunk",
+    "linear_lpe_chunk",
     "normalized_backward",
     "normalized_forward",
     "softmax_ce_backward",
@@ -757,3 +758,76 @@ def normalized_backward(
         else:
             d = g[:, None] * (da - dot[:, None]) / norm[:, None]
         tl.store(out_ptr + orow[:, None] + off_k * sok, d.to(out_ptr.dtype.element_ty), mask=msk)
+
+
+@triton.jit
+def linear_lpe_chunk(
+    src_ptr, ss, out_ptr, so,
+    b_ptr, y_ptr, lse_ptr, zy_ptr, ent_ptr, gl_ptr, gh_ptr,
+    R, K, cap,
+    BIAS: tl.constexpr, CAP: tl.constexpr, STATS: tl.constexpr, GL: tl.constexpr, GH: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One chunk of :func:`probloss.torch.linear_log_probs_and_entropy`, as
+    :func:`linear_ce_chunk` reads it (products ``src``, bias, softcap).
+
+    ``STATS`` (the forward): one pass stores ``lse``, ``z_y`` and the entropy
+    ``H = log s - t / s`` from the online sums ``s = sum exp(z - m)`` and
+    ``t = sum exp(z - m) (z - m)`` (``m`` the running max; both are rescaled when it grows,
+    ``t`` by ``exp(step) (t + step s)``).  Otherwise (the backward) one pass reads ``lse``
+    and ``H`` and writes the gradient with respect to ``src`` of ``gl log p_y + gh H``::
+
+        (gl ([c == y] - p_c) - gh p_c (log p_c + H)) (1 - tanh^2)
+
+    (the ``gl`` term with ``GL``, the ``gh`` term with ``GH``; ``p_c = 0`` adds nothing)
+    in float32 into ``out`` (which may be ``src``).
+    """
+    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    live = r < R
+    srow = r * ss
+    y = tl.load(y_ptr + r, mask=live, other=0).to(tl.int64)
+    if STATS:
+        shift = tl.zeros((ROWS,), tl.float32)  # the running max, or 0 while it is -inf
+        m = tl.full((ROWS,), float("-inf"), tl.float32)
+        s = tl.zeros((ROWS,), tl.float32)  # sum exp(z - shift)
+        t_acc = tl.zeros((ROWS,), tl.float32)  # sum exp(z - shift) (z - shift)
+        zy = tl.zeros((ROWS,), tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            z, t = _chunk_logits(src_ptr, srow, b_ptr, kk, msk, K, cap, BIAS, CAP)
+            m = tl.maximum(m, tl.max(z, 1))
+            new_shift = tl.where(m == float("-inf"), 0.0, m)
+            step = shift - new_shift
+            scale = tl.exp(step)
+            centred = z - new_shift[:, None]
+            e = tl.exp(centred)
+            t_acc = scale * (t_acc + step * s) + tl.sum(tl.where(z == float("-inf"), 0.0, e * centred), 1)
+            s = s * scale + tl.sum(e, 1)
+            shift = new_shift
+            zy = zy + tl.sum(tl.where(msk & (kk[None, :] == y[:, None]), z, 0.0), 1)
+        tl.store(lse_ptr + r, shift + tl.log(s), mask=live)
+        tl.store(zy_ptr + r, zy, mask=live)
+        tl.store(ent_ptr + r, tl.log(s) - t_acc / s, mask=live)
+    else:
+        lse = tl.load(lse_ptr + r, mask=live, other=0.0)
+        ent = tl.load(ent_ptr + r, mask=live, other=0.0)
+        if GL:
+            gl = tl.load(gl_ptr + r, mask=live, other=0.0)
+        if GH:
+            gh = tl.load(gh_ptr + r, mask=live, other=0.0)
+        orow = r * so
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            msk = live[:, None] & (kk < K)[None, :]
+            z, t = _chunk_logits(src_ptr, srow, b_ptr, kk, msk, K, cap, BIAS, CAP)
+            logp = z - lse[:, None]
+            p = tl.exp(logp)
+            g = tl.zeros_like(z)
+            if GH:
+                g = -gh[:, None] * tl.where(z == float("-inf"), 0.0, p * (logp + ent[:, None]))
+            if GL:
+                g = g + gl[:, None] * (tl.where(kk[None, :] == y[:, None], 1.0, 0.0) - p)
+            if CAP:
+                g = g * (1.0 - t * t)
+            tl.store(out_ptr + orow[:, None] + kk[None, :], g, mask=msk)

@@ -23,9 +23,9 @@ when Triton imports, the work on a chunk between the matrix products (which stay
 torch's, cuBLAS) is one Triton kernel instead
 (:func:`probloss._backends.triton_kernels.linear_ce_chunk`): bias and softcap applied as
 the product is read, one pass for the log-sum-exp, target logit and smoothing sum, and
-a second pass writing ``dL/dZ_c`` in place (:func:`_chunk_kernel` chooses, once per
-call).  ``linear_log_probs_and_entropy`` keeps the torch operations.  See
-``docs/linear.md``.
+a second pass writing ``dL/dZ_c`` in place (:func:`_triton_module` chooses, once per
+call); ``linear_log_probs_and_entropy`` likewise
+(:func:`~probloss._backends.triton_kernels.linear_lpe_chunk`).  See ``docs/linear.md``.
 """
 
 from __future__ import annotations
@@ -223,12 +223,19 @@ class _ChunkKernel:
                                     _part(self.gam, s, e), self.cw, self.wsum, self.cap, lse, zy, zw)
 
 
-def _chunk_kernel(x, b, y, a, beta, gam, cw, total_w, cap):
-    """A :class:`_ChunkKernel` for this call, or ``None``: the chunks then take torch
-    operations (CPU tensors, float64, or no Triton)."""
+def _triton_module(x):
+    """The CUDA backend's module (:mod:`probloss._backends.triton`) when its chunk kernels
+    serve this call (float32/float16/bfloat16 CUDA tensors, or CPU tensors under
+    ``triton_on_cpu()``, and Triton imports), else ``None``: the chunks then take torch
+    operations.  Asked once per call."""
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return None
-    module = _dispatch.cuda_module(x)
+    return _dispatch.cuda_module(x)
+
+
+def _chunk_kernel(x, b, y, a, beta, gam, cw, total_w, cap):
+    """A :class:`_ChunkKernel` for this cross-entropy call, or ``None`` (torch operations)."""
+    module = _triton_module(x)
     return None if module is None else _ChunkKernel(module, b, y, a, beta, gam, cw, total_w, cap)
 
 
@@ -435,10 +442,17 @@ def _lpe_forward(x, w, b, y, cap, chunk):
     """Per-token ``log p_y``, entropy ``H = lse - sum_c p_c z_c`` and ``lse``, by chunks."""
     n, v = x.shape[0], w.shape[0]
     st = _stat_dtype(x.dtype)
-    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=False, probs=True)
+    tb = _triton_module(x)
+    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=False, probs=tb is None, logits=tb is None)
     lse = torch.empty(n, dtype=st, device=x.device)
     zy = torch.empty(n, dtype=st, device=x.device)
     ent = torch.empty(n, dtype=st, device=x.device)
+    if tb is not None:  # one kernel per chunk: lse, z_y and the entropy in one pass
+        bc, y = None if b is None else b.detach().contiguous(), y.contiguous()
+        for s in _rows(n, chunk):
+            e = min(s + chunk, n)
+            tb.linear_lpe_chunk(_product(x[s:e], w, work), None, bc, y[s:e], cap, lse[s:e], ent[s:e], zy=zy[s:e])
+        return zy.sub_(lse), ent, lse
     for s in _rows(n, chunk):
         e = min(s + chunk, n)
         z = _logits(x[s:e], w, b, cap, work)
@@ -458,7 +472,19 @@ def _lpe_backward(x, w, b, y, cap, chunk, lse, ent, gl, gh, needs):
     n, v = x.shape[0], w.shape[0]
     st = _stat_dtype(x.dtype)
     grads = _Grads(x, w, b, needs, st)
-    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=cap is not None, probs=True)
+    tb = _triton_module(x)
+    work = _Work(min(chunk, max(n, 1)), v, x.dtype, x.device, deriv=cap is not None and tb is None, probs=tb is None)
+    if tb is not None:  # one kernel per chunk: the gradient from the saved lse and entropy
+        bc, y = None if b is None else b.detach().contiguous(), y.contiguous()
+        gl = None if gl is None else gl.contiguous()
+        gh = None if gh is None else gh.contiguous()
+        for s in _rows(n, chunk):
+            e = min(s + chunk, n)
+            g = work.z[: e - s]
+            tb.linear_lpe_chunk(_product(x[s:e], w, work), g, bc, y[s:e], cap, lse[s:e], ent[s:e],
+                                gl=_part(gl, s, e), gh=_part(gh, s, e))
+            grads.add(g, x[s:e], w, s, e, work)
+        return grads.finish(w, b)
     for s in _rows(n, chunk):
         e = min(s + chunk, n)
         xc = x[s:e]
