@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._checks import check_axis, check_not_empty, check_prediction_dtype, check_result_finite, check_same_shape, eager
+from .._checks import (
+    attach_checks,
+    check_axis,
+    check_not_empty,
+    check_prediction_dtype,
+    check_result_finite,
+    check_same_shape,
+    eager,
+)
 from .._compat import _is_array, as_array, dtype_kind, is_half, namespace
 from .._errors import ProblossTypeError
 
@@ -92,4 +100,5 @@ def finish(xp, values, out_dtype, **inputs):
     """
     if inputs and eager(values):
         check_result_finite(xp, values, **inputs)
+    values = attach_checks(values)
     return values if values.dtype == out_dtype else xp.astype(values, out_dtype)

@@ -242,7 +242,11 @@ def finish_logits(xp, values, out_dtype, o, target, x, axis: int, *, sparse: boo
 
 def _check(xp, values, ruled_out, target, x, axis, sparse, names):
     inputs = {names[1]: x} if sparse else {names[0]: target, names[1]: x}
-    if is_jax_tracer(values) or is_jax_tracer(x) or _compiling(values):
+    if is_jax_tracer(values) or is_jax_tracer(x):  # tested when the program runs: the sample is named
+        bad = xp.any(xp.isnan(values)) if ruled_out == "inf" else ~xp.all(xp.isfinite(values))
+        C.verify(xp, bad, _report_staged, (values,), names=names, ruled_out=ruled_out)
+        return
+    if _compiling(values):  # (torch.compile runs the reports it knows: the generic one)
         if ruled_out == "inf":  # an infinite loss is a result here: test the others
             values = xp.where(values == math.inf, xp.zeros_like(values), values)
         C.check_result_finite(xp, values, **inputs)
@@ -269,6 +273,23 @@ def _check(xp, values, ruled_out, target, x, axis, sparse, names):
     elif not has_nan:
         return  # +inf from targets on ruled-out classes: the loss the caller asked for
     msg = "the loss is not finite although every input is; please report this with the inputs."
+    raise PredictionValueError(msg)
+
+
+def _report_staged(xp, values, names, ruled_out):
+    """The error of a failed test inside a JAX program: it sees the per-sample values only."""
+    pos = C._first_bad(xp, xp.isnan(values) if ruled_out == "inf" else ~xp.isfinite(values))
+    if pos is None:  # (vmap runs this for every batch)
+        return
+    at = pos[0] if len(pos) == 1 else pos
+    where = f"the loss of sample {at} is {C._value_at(values, pos)}" if pos else f"the loss is {C._value_at(values, pos)}"
+    ruled = "" if ruled_out == "inf" else (
+        f", or `{names[0]}` puts weight on a class whose logit is -inf there (a ruled-out class: pass "
+        "ruled_out_target='inf' to get an infinite loss instead)"
+    )
+    msg = (
+        f"{where}: `{names[1]}` holds NaN or +inf there{ruled}. Run the step without compiling it to see the element."
+    )
     raise PredictionValueError(msg)
 
 
