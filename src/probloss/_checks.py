@@ -451,7 +451,7 @@ def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     makes the comparisons false, so it is caught too; only on failure is the first
     offending element located for the message.
     """
-    if lo is None and hi is None:
+    if (lo is None and hi is None) or math.prod(x.shape) == 0:  # (a shard may hold no class)
         return
     verify(xp, ~_in_range(xp, x, lo, hi), _raise_out_of_range, (x,), name=name, lo=lo, hi=hi, why=why)
 

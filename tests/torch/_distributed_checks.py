@@ -13,6 +13,7 @@ so that a failed comparison on one rank does not leave the others waiting.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -249,6 +250,62 @@ def check_all_ignored_and_absent_targets():
     close("absent targets grad", xl.grad, xr.grad[:, start:start + size])
 
 
+def check_rank_without_classes():
+    """The last rank holds no class (more ranks than a split gives classes to): still the same numbers."""
+    import probloss
+    from probloss.torch import distributed as pdist
+    from probloss.torch import linear_cross_entropy as unsharded
+
+    rank, world = _rank_world()
+    sizes = SPLITS[world][:-1] + [0]
+    sizes[0] += SPLITS[world][-1]
+    start, size = sum(sizes[:rank]), sizes[rank]
+    x, y, p, *_ = data(14)
+    for from_logits, pred in ((True, x), (False, p)):
+        xl = local(pred, start, size)
+        got = pdist.sparse_categorical_crossentropy(y, xl, from_logits=from_logits, ignore_class=-1, label_smoothing=0.1,
+                                                    reduction="sum", vocab_start=start, vocab_size=V)
+        got.backward()
+        xr = pred.clone().requires_grad_()
+        want = (probloss.categorical_crossentropy(one_hot(y), xr, from_logits=from_logits, label_smoothing=0.1) * (y != -1)).sum()
+        want.backward()
+        close(f"from_logits={from_logits} value", got, want)
+        close(f"from_logits={from_logits} grad", xl.grad, xr.grad[:, start:start + size])
+    g = torch.Generator().manual_seed(15)
+    h, w = torch.randn(N, D, generator=g), torch.randn(V, D, generator=g)
+    yy = torch.where(y < 0, -100, y)
+    hl, wl = h.clone().requires_grad_(), local(w, start, size, dim=0)
+    got = pdist.linear_cross_entropy(hl, wl, yy, vocab_start=start, vocab_size=V, label_smoothing=0.1)
+    got.backward()
+    hr, wr = h.clone().requires_grad_(), w.clone().requires_grad_()
+    want = unsharded(hr, wr, yy, label_smoothing=0.1)
+    want.backward()
+    close("linear value", got, want)
+    close("linear hidden grad", hl.grad, hr.grad)
+    close("linear weight grad", wl.grad, wr.grad[start:start + size])
+
+
+def check_half_precision():
+    """bfloat16 logits are reduced in float32: the float32 loss of the same (rounded) values."""
+    import probloss
+    from probloss.torch import distributed as pdist
+
+    x, y, *_ = data(16)
+    xb = x.to(torch.bfloat16)
+    start, size = shards("uneven")
+    xl = local(xb, start, size)
+    got = pdist.sparse_categorical_crossentropy(y, xl, from_logits=True, ignore_class=-1, reduction="none",
+                                                vocab_start=start, vocab_size=V)
+    if got.dtype != torch.bfloat16:
+        raise AssertionError(f"result dtype {got.dtype}")
+    backward(got)
+    xr = xb.float().requires_grad_()
+    want = probloss.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, reduction="none")(y, xr)
+    backward(want)
+    close("value", got, want.to(torch.bfloat16).float(), rtol=1e-2, atol=1e-2)
+    close("grad", xl.grad.float(), xr.grad[:, start:start + size].to(torch.bfloat16).float(), rtol=1e-2, atol=1e-2)
+
+
 def check_global_token_normalisation():
     """Data parallelism: each rank holds other tokens (some ranks none valid); the global
     mean over every rank equals the single-process mean of the whole batch."""
@@ -478,7 +535,9 @@ CHECKS = {name[len("check_"):]: f for name, f in sorted(globals().items()) if na
 def _worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a check that fails on one rank leaves the others in a collective: they give up after
+    # a minute with an error (and the run reports the failure) instead of waiting forever
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     results = {}
     for name, check in CHECKS.items():
         try:

@@ -321,7 +321,7 @@ class _Prepared:
         self.x_local = x
         moved = x.movedim(self.axis, -1)
         self.lead = tuple(moved.shape[:-1])
-        self.x = moved.reshape(-1, moved.shape[-1])
+        self.x = moved.reshape(math.prod(self.lead), moved.shape[-1])  # (not -1: a rank may hold no class)
         if self.x.dtype in (torch.float16, torch.bfloat16):  # reduce over the classes in float32
             self.x = self.x.float()
 
@@ -384,7 +384,7 @@ class _Prepared:
             _fail(ProblossTypeError, fn, f"`y_true` must be real; got {t.dtype}.")
         t = t.to(self.x.dtype) if t.dtype != self.x.dtype else t
         moved = t.movedim(self.axis, -1)
-        return moved.reshape(-1, moved.shape[-1])
+        return moved.reshape(self.x.shape[0], moved.shape[-1])
 
     def agree(self, fn, checks):
         """Run the local value ``checks`` (they read this rank's shard only) and raise on
