@@ -457,6 +457,9 @@ def sparse_values(
     keep = valid
     if where is not None:
         m, per_entry = where_mask(xp, where, p, axis, loss, entries=o.from_logits)
+        # the label of a sample with nothing inside the mask is never read (padding may hold any id)
+        inside = xp.any(m, axis=axis) if per_entry else m
+        labels = xp.where(inside, labels, xp.zeros_like(labels))
         if per_entry:  # a masked entry leaves the softmax; a sample whose label is masked gives 0
             if C.eager(labels, p):  # (the gather below needs labels in range)
                 labels = C.check_sparse_labels(xp, labels, p.shape[axis], None, names[0])
