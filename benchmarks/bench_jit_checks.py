@@ -50,10 +50,9 @@ def main(argv=None):
             jax.block_until_ready(off(x))
 
         def run(step, x=x, steps=steps):
-            def go():
+            def go():  # each step waits for its result, as a training step whose next input depends on it
                 for _ in range(steps):
-                    out = step(x)
-                jax.block_until_ready(out)
+                    jax.block_until_ready(step(x))
 
             return go
 
