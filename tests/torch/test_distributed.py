@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,15 +35,19 @@ def _run(world: int) -> dict:
     if world not in _RUNS:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "OMP_"))}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # its own session, so that a hang kills the spawned ranks too, not only their parent
+        proc = subprocess.Popen([sys.executable, "-m", "tests.torch._distributed_checks", str(world)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True)
         try:
-            proc = subprocess.run([sys.executable, "-m", "tests.torch._distributed_checks", str(world)], capture_output=True,
-                                  text=True, timeout=TIMEOUT, cwd=ROOT, env=env)
+            stdout, stderr = proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             _RUNS[world] = f"the {world} processes did not finish within {TIMEOUT} s (a hang)"
             return _RUNS[world]
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
-            _RUNS[world] = f"exit code {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+            _RUNS[world] = f"exit code {proc.returncode}\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
         else:
             _RUNS[world] = json.loads(lines[-1][len("RESULT "):])
     return _RUNS[world]
