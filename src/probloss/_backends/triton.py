@@ -964,7 +964,7 @@ def linear_ce_chunk(src, out, bias, y, a, beta, gam, cw, wsum, cap, lse, zy=None
     _launch(
         tk.linear_ce_chunk, src, rows, k,
         src, src.stride(0), out_arg, out_arg.stride(0),
-        src if bias is None else bias, y, lse if a is None else a, lse if beta is None else beta,
+        src if bias is None else bias, y, a, lse if beta is None else beta,
         lse if gam is None else gam, lse if cw is None else cw, lse if wsum is None else wsum,
         lse, lse if zy is None else zy, lse if zw is None else zw,
         rows, k, 1.0 if cap is None else float(cap),
