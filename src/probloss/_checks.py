@@ -176,6 +176,8 @@ def attach_checks(values):
 
 def check_float_in(name: str, value, lo: float, hi: float, hint: str = ""):
     """``value`` is a real number in the closed interval ``[lo, hi]``."""
+    if type(value) is float and lo <= value <= hi:  # the usual case, without the ABC tests below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= float(value) <= hi:
         msg = f"`{name}` must be a number in [{lo:g}, {hi:g}]; got {value!r}.{(' ' + hint) if hint else ''}"
         raise ArgumentError(msg)
@@ -202,6 +204,8 @@ def check_bool(name: str, value):
 
 def check_axis(axis, ndim: int, name: str = "axis", what: str = "y_pred"):
     """``axis`` is an integer in ``[-ndim, ndim)``; returns it non-negative."""
+    if type(axis) is int and -ndim <= axis < ndim:  # the usual case, without the ABC tests below
+        return axis % ndim
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         msg = f"`{name}` must be an integer; got {axis!r}."
         raise ArgumentError(msg)
@@ -364,6 +368,15 @@ def check_finite(xp, x, name: str):
         _deferred.finite(x, name)
     else:
         _raise_nonfinite(xp, x, name)
+
+
+def known_finite(values) -> bool:
+    """True for a NumPy array whose values are all finite; False for anything else.
+
+    The common case of a result check answered by one reduction, before the general test
+    (which handles tracing, deferral and torch's 0-d results at a few microseconds more).
+    """
+    return type(values) is np.ndarray and bool(np.logical_and.reduce(np.isfinite(values), axis=None))
 
 
 def check_result_finite(xp, values, **inputs):

@@ -97,7 +97,7 @@ TABLE: dict[str, dict[str, str]] = {
     },
 }
 
-_resolved: dict[tuple[str, str], object] = {}
+_resolved: dict[tuple, object] = {}  # (loss, namespace, generic only) or (loss, "cuda") -> function
 _generic_only = False
 _triton_on_cpu = False
 _UNAVAILABLE = object()  # the cuda column when Triton cannot be imported
@@ -105,16 +105,15 @@ _UNAVAILABLE = object()  # the cuda column when Triton cannot be imported
 
 def implementation(loss: str, xp):
     """The function that computes ``loss`` for arrays of namespace ``xp``."""
-    backend = "generic" if _generic_only else backend_name(xp)
-    key = (loss, backend)
-    impl = _resolved.get(key)
+    impl = _resolved.get((loss, xp, _generic_only))
     if impl is None:
+        backend = "generic" if _generic_only else backend_name(xp)
         entries = TABLE[loss]
         module, name = entries.get(backend, entries["generic"]).split(":")
         impl = getattr(_load(module), name)
         if backend == "torch" and "cuda" in entries:
             impl = _by_device(loss, impl)
-        _resolved[key] = impl
+        _resolved[(loss, xp, _generic_only)] = impl
     return impl
 
 

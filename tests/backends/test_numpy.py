@@ -101,6 +101,51 @@ def test_sparse_labels_out_of_range_raise_and_name_the_index(label, shape):
             pl.sparse_categorical_crossentropy(y, p, from_logits=from_logits)
 
 
+# -------------------------------------------------- sparse from logits, small 2-D arrays
+# Below one chunk, a 2-D array with the class axis last takes the formula on the whole
+# array; rows whose max is not finite (NaN, +inf, only -inf) go to the chunked code.
+
+
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8, np.bool_, np.float32])
+def test_small_sparse_from_logits_matches_float64_for_every_label_dtype(label_dtype):
+    x, y, _ = _data((9, 2), -1, seed=4)
+    x, y = x.astype(np.float32), y.astype(label_dtype)
+    got = pl.sparse_categorical_crossentropy(y, x, from_logits=True)
+    np.testing.assert_allclose(got, _sparse64(x, y.astype(np.int64), -1), rtol=2e-6, atol=1e-6)
+
+
+def test_small_sparse_rows_with_minus_inf_follow_the_ruled_out_rules():
+    x = np.array([[1.0, -np.inf, 0.5], [-np.inf, -np.inf, -np.inf], [0.0, 2.0, -np.inf]], np.float32)
+    y = np.array([0, 1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing from NumPy's floating-point flags
+        got = pl.sparse_categorical_crossentropy(y, x, from_logits=True, ruled_out_target="inf")
+    first = math.log(math.exp(1.0) + math.exp(0.5)) - 1.0  # the -inf class leaves the softmax
+    np.testing.assert_allclose(got, [first, math.inf, math.inf], rtol=1e-6)
+    with pytest.raises(pl.PredictionValueError, match="-inf"):
+        pl.sparse_categorical_crossentropy(y, x, from_logits=True)
+
+
+@pytest.mark.parametrize(("value", "words"), [(math.nan, "nan"), (math.inf, "inf")])
+def test_small_sparse_nan_or_inf_logits_raise_naming_the_element(value, words):
+    x, y, _ = _data((8, 6), -1, seed=5)
+    x = x.astype(np.float32)
+    x[5, 2] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(pl.PredictionValueError, match=re.escape("(5, 2)")) as info:
+            pl.sparse_categorical_crossentropy(y, x, from_logits=True)
+    assert words in str(info.value)
+
+
+def test_small_sparse_checks_labels_even_with_checks_off():
+    """NumPy would read a negative index from the row's end: never a silent number."""
+    x, y, _ = _data((6, 5), -1, seed=6)
+    y[2] = -1
+    with pl.set_value_checks(False), pytest.raises(pl.LabelValueError, match=re.escape("index (2,)")):
+        pl.sparse_categorical_crossentropy(y, x, from_logits=True)
+
+
 # ----------------------------------------------------------------- the numba kernels
 
 

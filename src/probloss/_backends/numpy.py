@@ -242,29 +242,78 @@ def _soft_few(x, t):
 # ---------------------------------------------------------------------------- sparse
 
 
-@_QUIET
 def sparse(xp, labels, p, axis, o):
-    """Sparse cross-entropy: chunked from logits; from probabilities, compiled row sums.
+    """Sparse cross-entropy: from logits, the formula itself on small 2-D arrays and row
+    chunks on the others; from probabilities, compiled row sums.
 
     Class weights and the label-smoothing term (over the classes whose logit is not
-    -inf) are added to the chunked negative log-likelihood by the generic formulas.
+    -inf) are added to the negative log-likelihood by the generic formulas.
     """
-    num_classes = p.shape[axis]
-    if C.eager(labels, p) and labels.size:
-        low, high = labels.min(), labels.max()
-        if low < 0 or high >= num_classes:  # NumPy would wrap a negative index silently
-            C.check_sparse_labels(xp, labels, num_classes, None)
     if not o.from_logits:
         return _sparse_probs(xp, labels, p, axis, o)
-    nll = _sparse_nll(labels, p, axis)
-    if np.isnan(nll).any():  # a row of -inf logits only (its loss is +inf), or NaN input
-        nll = L.sparse_logits(np, labels, p, axis)
+    if p.ndim == 2 and axis == 1 and p.size <= _CHUNK_ELEMS:
+        nll = _sparse_nll_small(xp, labels, p)
+    else:
+        nll = _sparse_nll_checked(xp, labels, p, axis)
+    if o.class_weight is None and not o.label_smoothing:
+        return nll
+    return _weigh_and_smooth(nll, labels, p, axis, o)
+
+
+@_QUIET
+def _weigh_and_smooth(nll, labels, p, axis, o):
     if o.class_weight is not None:
         w = L.class_weights(np, o.class_weight, p)
         nll = nll * w[labels]
     if o.label_smoothing:
         w = None if o.class_weight is None else L.class_weights(np, o.class_weight, p, axis)
         nll = (1.0 - o.label_smoothing) * nll + o.label_smoothing * L.smoothing_term(np, p, axis, w)
+    return nll
+
+
+def _check_labels(xp, labels, num_classes):
+    if C.eager(labels) and labels.size:
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= num_classes:  # NumPy would wrap a negative index silently
+            C.check_sparse_labels(xp, labels, num_classes, None)
+
+
+_ROWS = np.arange(1024)  # row indices for the gather below, grown on demand
+
+
+def _sparse_nll_small(xp, labels, x):
+    """``lse(x) - x[y]`` for a small ``(N, K)`` array: the formula on the whole array.
+
+    With every row's max finite, nothing in it can warn or give NaN (a ruled-out label's
+    ``-inf`` logit gives ``+inf``, the loss); NaN, ``+inf`` or a row of ``-inf`` only go to
+    the chunked code, which handles them.  The labels are tested by one reduction (seen as
+    unsigned, a negative label is a huge number), always: that costs less than asking
+    whether checks are on, and NumPy would wrap a negative index silently.
+    """
+    # (ufunc reductions called directly: the array methods add a Python call each, a
+    # tenth of this function's time at 32 x 10)
+    global _ROWS
+    m = np.maximum.reduce(x, axis=1, keepdims=True)
+    if not np.logical_and.reduce(np.isfinite(m), axis=None):
+        return _sparse_nll_checked(xp, labels, x, 1)
+    if labels.dtype != np.intp:
+        labels = labels.astype(np.intp)
+    if np.maximum.reduce(labels.view(np.uintp), axis=None) >= x.shape[1]:
+        C.check_sparse_labels(xp, labels, x.shape[1], None)
+    lse = np.log(np.add.reduce(np.exp(x - m), axis=1))
+    lse += m[:, 0]
+    n = x.shape[0]
+    if n > _ROWS.shape[0]:
+        _ROWS = np.arange(max(n, 2 * _ROWS.shape[0]))
+    return lse - x[_ROWS[:n], labels]
+
+
+@_QUIET
+def _sparse_nll_checked(xp, labels, p, axis):
+    _check_labels(xp, labels, p.shape[axis])
+    nll = _sparse_nll(labels, p, axis)
+    if np.isnan(nll).any():  # a row of -inf logits only (its loss is +inf), or NaN input
+        nll = L.sparse_logits(np, labels, p, axis)
     return nll
 
 
@@ -291,9 +340,11 @@ def _sparse_nll(labels, p, axis):
     return out.reshape(labels.shape)
 
 
+@_QUIET
 def _sparse_probs(xp, labels, p, axis, o):
     """Keras's ``-log(clip(p[y] / sum(p)))``; big float32 arrays get sums and checks in one pass
     (with label smoothing or class weights, the generic formula)."""
+    _check_labels(xp, labels, p.shape[axis])
     views = None if o.label_smoothing or o.class_weight is not None else _rows2d(p, p, axis)
     if views is None:
         return ce.sparse_generic(xp, labels, p, axis, o)

@@ -101,6 +101,8 @@ def check_weights(name: str, value, what: str):
 
 def check_pos_weight(value):
     """``pos_weight``: ``None``, a finite number >= 0, or a list of them (one per entry of the last axis)."""
+    if value is None:
+        return None
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             msg = f"`pos_weight` must be a finite number >= 0, or a list of them (one per class); got {value!r}."
@@ -231,6 +233,8 @@ def finish_logits(xp, values, out_dtype, o, target, x, axis: int, *, sparse: boo
     compiled program (``jax.jit``, ``torch.compile``) the per-sample values are tested
     and the message names the sample.
     """
+    if C.known_finite(values):  # NumPy and all finite: nothing staged or deferred either
+        return values if values.dtype == out_dtype else xp.astype(values, out_dtype)
     if C.eager(values, x):
         if _deferred.applies(values):  # CUDA: read later, without stopping the device
             _deferred.result(values, names[1:] if sparse else names, allow_inf=o.ruled_out_target == "inf")

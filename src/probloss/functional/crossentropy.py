@@ -449,7 +449,8 @@ def sparse_values(
     functions' and classes' path).  The mask marks the positions whose label is not
     ``ignore_class``; ``labels`` are those labels with ignored positions set to 0."""
     xp, labels, p, out_dtype, axis = prepare_sparse(y_true, y_pred, axis, loss, names)
-    L.check_class_count("class_weight", o.class_weight, p.shape[axis], loss)
+    if o.class_weight is not None:
+        L.check_class_count("class_weight", o.class_weight, p.shape[axis], loss)
     valid = None
     if o.ignore_class is not None:
         valid = labels != o.ignore_class
