@@ -97,7 +97,7 @@ TABLE: dict[str, dict[str, str]] = {
     },
 }
 
-_resolved: dict[tuple, object] = {}  # (loss, namespace, generic only) or (loss, "cuda") -> function
+_resolved: dict[tuple[str, str], object] = {}
 _generic_only = False
 _triton_on_cpu = False
 _UNAVAILABLE = object()  # the cuda column when Triton cannot be imported
@@ -105,15 +105,16 @@ _UNAVAILABLE = object()  # the cuda column when Triton cannot be imported
 
 def implementation(loss: str, xp):
     """The function that computes ``loss`` for arrays of namespace ``xp``."""
-    impl = _resolved.get((loss, xp, _generic_only))
+    backend = "generic" if _generic_only else backend_name(xp)
+    key = (loss, backend)
+    impl = _resolved.get(key)
     if impl is None:
-        backend = "generic" if _generic_only else backend_name(xp)
         entries = TABLE[loss]
         module, name = entries.get(backend, entries["generic"]).split(":")
         impl = getattr(_load(module), name)
         if backend == "torch" and "cuda" in entries:
             impl = _by_device(loss, impl)
-        _resolved[(loss, xp, _generic_only)] = impl
+        _resolved[key] = impl
     return impl
 
 
