@@ -107,8 +107,11 @@ def test_sparse_labels_out_of_range_raise_and_name_the_index(label, shape):
 
 
 @pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8, np.bool_, np.float32])
-def test_small_sparse_from_logits_matches_float64_for_every_label_dtype(label_dtype):
-    x, y, _ = _data((9, 2), -1, seed=4)
+@pytest.mark.parametrize("shape", [(9, 2), (40, 47), (20, 48), (300, 200)], ids=str)  # transposed below 48 classes
+def test_small_sparse_from_logits_matches_float64_for_every_label_dtype(shape, label_dtype):
+    x, y, _ = _data(shape, -1, seed=4)
+    if label_dtype is np.bool_:
+        y = y % 2
     x, y = x.astype(np.float32), y.astype(label_dtype)
     got = pl.sparse_categorical_crossentropy(y, x, from_logits=True)
     np.testing.assert_allclose(got, _sparse64(x, y.astype(np.int64), -1), rtol=2e-6, atol=1e-6)
