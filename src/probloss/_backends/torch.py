@@ -753,14 +753,13 @@ def sparse_mean(xp, labels, x, axis, o):
 def _native_sparse(xp, labels, x, axis, reduction, weight=None):
     """``F.cross_entropy``, which tests the class indices itself on the CPU; only when it
     refuses one is our check run, to name the element and say what to do."""
-    check = C.eager(labels, x)
-    if check and _asserts(x):  # check first, for our message
+    if _asserts(x) and C.eager(labels, x):  # check first, for our message
         labels = C.check_sparse_labels(xp, labels, x.shape[axis], None)
     y = labels if labels.dtype == torch.int64 else labels.long()
     try:
         return F.cross_entropy(_class_dim_1(x, axis), y, weight, reduction=reduction, ignore_index=_NO_IGNORE)
     except (IndexError, RuntimeError):
-        if check:
+        if C.eager(labels, x):
             C.check_sparse_labels(xp, labels, x.shape[axis], None)
         raise
 
@@ -769,7 +768,7 @@ def _asserts(x) -> bool:
     """True where an index out of range fails an assertion instead of raising an error we
     can catch: in a CUDA kernel (which also poisons the context) and in code compiled by
     ``torch.compile``.  There the class indices are checked before the loss."""
-    return x.device.type != "cpu" or torch.compiler.is_compiling()
+    return not x.is_cpu or torch.compiler.is_compiling()
 
 
 def _checked_by_torch(xp, labels, x, axis, compute):
@@ -779,13 +778,12 @@ def _checked_by_torch(xp, labels, x, axis, compute):
     run, to name the element and say what to do.  Where an index out of range fails an
     assertion instead (:func:`_asserts`), the indices are checked before.
     """
-    check = C.eager(labels, x)
-    if check and _asserts(x):
+    if _asserts(x) and C.eager(labels, x):
         C.check_sparse_labels(xp, labels, x.shape[axis], None)
     try:
         return compute()
     except (IndexError, RuntimeError):
-        if check:
+        if C.eager(labels, x):
             C.check_sparse_labels(xp, labels, x.shape[axis], None)
         raise
 

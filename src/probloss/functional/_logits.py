@@ -235,7 +235,7 @@ def finish_logits(xp, values, out_dtype, o, target, x, axis: int, *, sparse: boo
     """
     if C.known_finite(values):  # NumPy and all finite: nothing staged or deferred either
         return values if values.dtype == out_dtype else xp.astype(values, out_dtype)
-    if C.eager(values, x):
+    if C.eager(values):  # (computed from the inputs: traced when they are)
         if _deferred.applies(values):  # CUDA: read later, without stopping the device
             _deferred.result(values, names[1:] if sparse else names, allow_inf=o.ruled_out_target == "inf")
         else:
@@ -245,7 +245,6 @@ def finish_logits(xp, values, out_dtype, o, target, x, axis: int, *, sparse: boo
 
 
 def _check(xp, values, ruled_out, target, x, axis, sparse, names):
-    inputs = {names[1]: x} if sparse else {names[0]: target, names[1]: x}
     if is_jax_tracer(values) or is_jax_tracer(x):  # tested when the program runs: the sample is named
         bad = xp.any(xp.isnan(values)) if ruled_out == "inf" else ~xp.all(xp.isfinite(values))
         C.verify(xp, bad, _report_staged, (values,), names=names, ruled_out=ruled_out)
@@ -253,6 +252,7 @@ def _check(xp, values, ruled_out, target, x, axis, sparse, names):
     if _compiling(values):  # (torch.compile runs the reports it knows: the generic one)
         if ruled_out == "inf":  # an infinite loss is a result here: test the others
             values = xp.where(values == math.inf, xp.zeros_like(values), values)
+        inputs = {names[1]: x} if sparse else {names[0]: target, names[1]: x}
         C.check_result_finite(xp, values, **inputs)
         return
     if values.ndim == 0 and hasattr(values, "detach"):  # a torch fused mean: read it as a Python float

@@ -385,11 +385,12 @@ def prepare_sparse(y_true, y_pred, axis, loss, names=("y_true", "y_pred"), xp=No
     axis = C.check_axis(axis, p.ndim, what=names[1])
     if labels.ndim == p.ndim and labels.shape[axis] == 1 and p.shape[axis] != 1:
         labels = xp.squeeze(labels, axis=axis)
-    expected = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
+    shape = tuple(p.shape)
+    expected = shape[:axis] + shape[axis + 1 :]
     if tuple(labels.shape) != expected:
-        if tuple(labels.shape) == tuple(p.shape):
+        if tuple(labels.shape) == shape:
             msg = (
-                f"{loss}: `{names[0]}` has the shape of `{names[1]}`, {tuple(p.shape)}, so it looks one-hot "
+                f"{loss}: `{names[0]}` has the shape of `{names[1]}`, {shape}, so it looks one-hot "
                 f"(or multi-hot), but this loss takes integer class indices of shape {expected}. "
                 "Use `categorical_crossentropy` for one-hot labels, or convert them with "
                 "`argmax(y_true, axis=-1)`."
@@ -500,7 +501,8 @@ def sparse_mean(y_true, y_pred, axis, o: Options, xp=None):
     weights or ``ignore_class``, in one call that a backend may fuse (the classes' path)."""
     loss = "sparse_categorical_crossentropy"
     xp, labels, p, out_dtype, axis = prepare_sparse(y_true, y_pred, axis, loss, xp=xp)
-    L.check_class_count("class_weight", o.class_weight, p.shape[axis], loss)
+    if o.class_weight is not None:
+        L.check_class_count("class_weight", o.class_weight, p.shape[axis], loss)
     if is_half(out_dtype):  # as the general path: per-sample values in that dtype, then the mean
         values = _finish_sparse(xp, implementation("sparse", xp)(xp, labels, p, axis, o), out_dtype, o, labels, p, axis)
         return xp.astype(xp.mean(xp.astype(values, xp.float32)), out_dtype)
