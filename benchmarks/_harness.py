@@ -84,6 +84,8 @@ def write_results(name: str, cases: list[dict], **extra) -> Path:
     """Write ``results/<name>.json`` with the cases and the machine facts (and ``extra`` keys)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
+    if "command" in extra:  # (a script run without arguments leaves a trailing space)
+        extra["command"] = extra["command"].strip()
     path.write_text(json.dumps({"machine": machine_facts(), "cases": cases, **extra}, indent=2))
     return path
 
