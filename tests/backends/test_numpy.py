@@ -43,7 +43,6 @@ CASES = [((6, 5), -1), ((5, 40), -1), ((5, 60), -1), ((3, 5, 4), 1), ((2, 3, 4, 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_chunked_softmax_ce_equals_generic_equals_formula(shape, axis, dtype, monkeypatch):
     monkeypatch.setattr(npb, "_CHUNK_ELEMS", 7)  # several uneven chunks
-    monkeypatch.setattr(npb, "_FEW_ROWS", 2)
     x, y, t = _data(shape, axis)
     x, t = x.astype(dtype), t.astype(dtype)
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}

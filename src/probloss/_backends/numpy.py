@@ -5,8 +5,8 @@
   pays little more than the plain formula.
 * Softmax cross-entropy from logits (sparse, and soft targets of any size): the rows are
   taken a chunk at a time (about 64k elements), so the ``exp`` temporaries stay in cache
-  and no ``N x K`` temporary is allocated; below 48 classes the row reductions run one
-  class at a time over all rows, since NumPy reduces a short axis slowly.
+  and no ``N x K`` temporary is allocated; below 48 classes each chunk is reduced as a
+  transposed copy, since NumPy reduces a short last axis slowly.
 * Big C-contiguous float32 arrays with numba installed (:mod:`probloss._backends.numba`):
   binary cross-entropy, KL divergence, Poisson and categorical cross-entropy in one
   compiled pass that also tests the inputs' ranges.  Below :data:`NUMBA_MIN_ELEMENTS`
@@ -37,8 +37,7 @@ NUMBA_MIN_ELEMENTS = 1 << 16
 """Arrays smaller than this take the NumPy code (a numba call costs about 20 us)."""
 
 _CHUNK_ELEMS = 1 << 16  # elements per row chunk of the softmax cross-entropy
-_FEW_CLASSES = 48  # below this, row reductions in NumPy are slow: loop over the classes
-_FEW_ROWS = 1 << 16  # rows per chunk in that mode (its temporaries are single columns)
+_FEW_CLASSES = 48  # below this, NumPy reduces rows slowly: reduce a transposed copy instead
 
 _numba = None  # the kernels module once imported, False when numba is missing or broken
 
@@ -226,19 +225,19 @@ def _masked_product(nlp, t):
 
 
 def _soft_few(x, t):
+    """``sum_c t_c (lse - x_c)`` for ``(N, K)`` arrays with few classes, by chunks of rows
+    transposed (see :func:`_lse_few`)."""
     out = np.empty(x.shape[0], dtype=x.dtype)
-    for s in range(0, x.shape[0], _FEW_ROWS):
-        xc, tc = x[s : s + _FEW_ROWS], t[s : s + _FEW_ROWS]
-        lse = _lse_columns(xc)
-        acc = np.zeros_like(lse)
-        tmp = np.empty_like(lse)
-        for j in range(x.shape[1]):  # sum_c t_c (lse - x_c), one class at a time
-            np.subtract(lse, xc[:, j], out=tmp)
-            tmp *= tc[:, j]
-            acc += tmp
+    rows = _chunk_rows(x)
+    for s in range(0, x.shape[0], rows):
+        xt = x[s : s + rows].T.copy()  # (a copy even when the view is contiguous: it is overwritten)
+        lse = _lse_few(xt, np.empty_like(xt))
+        nlp = np.subtract(lse, xt, out=xt)  # lse - x_c, elementwise first: the precision of a log-softmax
+        tt = np.ascontiguousarray(t[s : s + rows].T)
+        acc = np.add.reduce(nlp * tt, axis=0)
         if np.isnan(acc).any():  # a -inf logit without target weight: 0 * inf counts as 0
-            acc = np.sum(_masked_product(lse[:, None] - xc, tc), axis=1)
-        out[s : s + _FEW_ROWS] = acc
+            acc = np.add.reduce(_masked_product(nlp, tt), axis=0)
+        out[s : s + rows] = acc
     return out
 
 
@@ -371,11 +370,15 @@ def _sparse_probs(xp, labels, p, axis, o):
 
 
 def _sparse_few(x, y):
+    """``lse(x) - x[y]`` for an ``(N, K)`` array with few classes, by chunks of rows
+    transposed (see :func:`_lse_few`); ``y`` holds valid indices."""
     out = np.empty(x.shape[0], dtype=x.dtype)
-    for s in range(0, x.shape[0], _FEW_ROWS):
-        xc = x[s : s + _FEW_ROWS]
-        tgt = np.take_along_axis(xc, np.expand_dims(y[s : s + _FEW_ROWS], 1), axis=1)
-        out[s : s + _FEW_ROWS] = _lse_columns(xc) - tgt[:, 0]
+    rows = _chunk_rows(x)
+    for s in range(0, x.shape[0], rows):
+        xc = x[s : s + rows]
+        xt = xc.T.copy()  # (a copy even when the view is contiguous: it is overwritten)
+        tgt = np.take_along_axis(xc, np.expand_dims(y[s : s + rows], 1), axis=1)
+        out[s : s + rows] = _lse_few(xt, xt) - tgt[:, 0]
     return out
 
 
@@ -401,21 +404,17 @@ def _lse_chunk(xc, buf):
     return np.log(np.sum(buf, axis=1)) + np.squeeze(m, axis=1)
 
 
-def _lse_columns(xc):
-    """Log-sum-exp over axis 1 of a 2-D chunk with few columns, one column at a time.
+def _lse_few(xt, buf):
+    """Log-sum-exp over axis 0 of ``xt``, a ``(K, R)`` chunk with the class axis first,
+    using ``buf`` (same shape, may be ``xt`` itself) as scratch.
 
-    NumPy reduces a short contiguous axis slowly (per-row overhead); ``K`` vector
-    operations over the rows are several times faster for ``K`` up to a few dozen.
+    NumPy reduces a short contiguous axis slowly (per-row overhead) and a long one fast:
+    with the few classes first, each reduction runs over ``R`` contiguous values.  At
+    (1024, 10) that is 2x faster than ``K`` vector operations over columns, 5x faster
+    than reducing the rows.
     """
-    cols = xc.T
-    m = cols[0].copy()
-    for j in range(1, cols.shape[0]):
-        np.maximum(m, cols[j], out=m)
-    m = np.where(np.isfinite(m), m, 0).astype(xc.dtype, copy=False)
-    total = np.zeros_like(m)
-    tmp = np.empty_like(m)
-    for j in range(cols.shape[0]):
-        np.subtract(cols[j], m, out=tmp)
-        np.exp(tmp, out=tmp)
-        total += tmp
-    return np.log(total) + m
+    m = np.maximum.reduce(xt, axis=0)
+    m = np.where(np.isfinite(m), m, 0).astype(xt.dtype, copy=False)
+    np.subtract(xt, m, out=buf)
+    np.exp(buf, out=buf)
+    return np.log(np.add.reduce(buf, axis=0)) + m
