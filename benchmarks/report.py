@@ -355,9 +355,10 @@ def jit_checks_section(data) -> list[str]:
         "From `" + data.get("command", "python benchmarks/bench_jit_checks.py") + "`: `jit(value_and_grad)` of "
         "`SparseCategoricalCrossentropy`, the checks compiled in against the same step compiled with "
         "`set_value_checks(False)`, interleaved, each step waiting for its result (target: at most 1.10x). A clean "
-        "step runs the tests and never calls back to the host, so at 32 x 10 the two differ by less than the noise of "
-        "a step of about 20 microseconds; the probabilities form reads its whole input once more for the range test, "
-        "about a tenth of a step at 8192 x 32000 (1.04x to 1.28x over repeated runs on this CPU).",
+        "step runs the tests and never calls back to the host, so at 32 x 10 they cost less than the differences "
+        "between XLA's two compiled programs (in some runs the unchecked one is the slower); the probabilities form "
+        "reads its whole input once more for the range test, which at 8192 x 32000 costs from a few percent to a "
+        "third of a step with the machine's state (1.04x to 1.37x over runs on this CPU).",
         "",
         "| case | shape | checks on ms | checks off ms | on / off (fastest runs) |",
         "|---|---|---|---|---|",
