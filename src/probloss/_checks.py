@@ -466,6 +466,11 @@ def check_range(xp, x, name: str, lo=None, hi=None, *, why: str):
     """
     if (lo is None and hi is None) or math.prod(x.shape) == 0:  # (a shard may hold no class)
         return
+    if type(x) is np.ndarray and x.size <= _NP_BLOCK:  # a small NumPy array: its reductions, directly
+        if (lo is None or np.minimum.reduce(x, axis=None) >= lo) and (hi is None or np.maximum.reduce(x, axis=None) <= hi):
+            return
+        _raise_out_of_range(xp, x, name=name, lo=lo, hi=hi, why=why)
+        return
     verify(xp, ~_in_range(xp, x, lo, hi), _raise_out_of_range, (x,), name=name, lo=lo, hi=hi, why=why)
 
 
